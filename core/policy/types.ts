@@ -1,0 +1,93 @@
+// The contract between the proxies (which classify requests) and the policy engine
+// (which decides them). Proxies never interpret rules; the engine never parses protocols.
+
+import type { Identity } from '../identity.js';
+
+export type Action = 'allow' | 'deny' | 'approve';
+
+/** Restrictiveness order: the most restrictive action among matching rules wins. */
+export const ACTION_RANK: Record<Action, number> = { allow: 0, approve: 1, deny: 2 };
+
+export const STATEMENT_KINDS = [
+  'select', 'insert', 'update', 'delete', 'merge', 'copy-to', 'copy-from', 'truncate', 'drop',
+  'create', 'alter', 'grant', 'revoke', 'set', 'show', 'transaction', 'call', 'do', 'other',
+] as const;
+export type StatementKind = (typeof STATEMENT_KINDS)[number];
+
+export const STATEMENT_QUALIFIERS = ['delete-without-where', 'update-without-where'] as const;
+export type StatementQualifier = (typeof STATEMENT_QUALIFIERS)[number];
+
+export const KUBE_VERBS = [
+  'get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection',
+  // Non-resource requests and special verbs, as the API server's authorizer sees them.
+  'impersonate', 'proxy', 'head', 'options', 'post', 'put',
+] as const;
+export type KubeVerb = (typeof KUBE_VERBS)[number];
+
+/** A Kubernetes API request, classified the way the API server's RequestInfoFactory does. */
+export interface KubeRequest {
+  protocol: 'kubernetes';
+  verb: string;
+  /** '' for the core group. */
+  apiGroup: string;
+  apiVersion: string;
+  namespace: string;
+  /** e.g. `pods`; empty for non-resource requests. */
+  resource: string;
+  /** e.g. `exec`, `log`, `status`; '' when none. */
+  subresource: string;
+  name: string;
+  /** True for `/version`, `/api`, `/apis`, `/openapi/*`, `/healthz` and the like. */
+  nonResource: boolean;
+  /** The URL path, for non-resource matching and explanations. */
+  path: string;
+}
+
+/**
+ * One SQL operation. A query string with several statements, or a statement with
+ * data-modifying CTEs, is classified into several operations; each is decided and
+ * the most restrictive decision stands for the whole message.
+ */
+export interface PgRequest {
+  protocol: 'postgres';
+  connection: string;
+  statement: StatementKind;
+  qualifiers: StatementQualifier[];
+  /** Schema-qualified tables (`public.cards`) the operation reads or writes. */
+  tables: string[];
+  /** Functions called, schema-qualified where written so (`pg_read_file`, `dblink`). */
+  functions: string[];
+}
+
+export type PolicyRequest = KubeRequest | PgRequest;
+
+export type ApprovalMode = 'wait' | 'defer';
+export type ApprovalScope = 'once' | 'window';
+
+/** How an `approve` rule wants its approval handled (issue: approval service). */
+export interface ApprovalSpec {
+  mode: ApprovalMode;
+  scope: ApprovalScope;
+  waitSeconds: number;
+  windowMinutes: number;
+  approverGroups: string[];
+  minApprovals: number;
+}
+
+export interface Decision {
+  action: Action;
+  /** Name of the winning rule, or `default` when none matched. */
+  rule: string;
+  /** A human sentence: why, and how to get access when refused. */
+  reason: string;
+  /** False in observe mode: the decision is recorded but the request proceeds. */
+  enforced: boolean;
+  /** Every rule that matched, in policy order. */
+  matched: string[];
+  /** Present when action is `approve`. */
+  approval?: ApprovalSpec;
+}
+
+export interface PolicyDecider {
+  decide(identity: Identity, request: PolicyRequest): Decision;
+}

@@ -1,0 +1,12 @@
+// Placeholder until its issue lands: the command exists so the CLI and help are complete.
+import type { Command } from '../core/cli/command.js';
+
+export const command: Command = {
+  name: 'sidecar',
+  summary: 'sidecar',
+  usage: 'Usage: agentgate sidecar (not available in this build yet)',
+  async run() {
+    process.stderr.write('agentgate sidecar: not available in this build yet\n');
+    return 1;
+  },
+};
