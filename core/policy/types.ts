@@ -91,3 +91,31 @@ export interface Decision {
 export interface PolicyDecider {
   decide(identity: Identity, request: PolicyRequest): Decision;
 }
+
+/** `spec.masking` of the policy in force: how proxies mask what they return and record. */
+export interface MaskingSpec {
+  /** `last4` (default) or `bin+last4`. */
+  pan: 'last4' | 'bin+last4';
+  /** Extra card-data field names (JSON keys) starred whole, beside the built-in list. */
+  fields: string[];
+  /** `schema.table.column` names whose values are starred whole in SQL results. */
+  columns: string[];
+  /** Kubernetes Secrets: `mask` decodes, masks and re-encodes values; `redact` replaces them entirely. */
+  secrets: 'mask' | 'redact';
+}
+
+/** A loaded, validated policy. */
+export interface Policy extends PolicyDecider {
+  readonly name: string;
+  readonly masking: MaskingSpec;
+  readonly enforcement: 'enforce' | 'observe';
+}
+
+/**
+ * Where proxies get the policy in force. Hot reload swaps what `current()` returns;
+ * a reload that fails validation keeps the last good policy. When no policy could
+ * ever be loaded, `current()` returns one that denies everything (fail closed).
+ */
+export interface PolicySource {
+  current(): Policy;
+}

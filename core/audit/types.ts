@@ -1,0 +1,85 @@
+// The audit event of ../shared/design.md: compatible with Kubernetes audit.k8s.io/v1
+// where fields overlap, plus agentgate's own. Producers fill an AuditEventInput;
+// the chained writer adds `seq`, `prevHash` and `hash` and masks every string.
+
+import type { PodIdentity } from '../identity.js';
+import type { Action } from '../policy/types.js';
+
+export type AuditStage = 'RequestReceived' | 'ResponseStarted' | 'ResponseComplete' | 'Panic';
+
+export interface AuditUser {
+  username: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface AuditObjectRef {
+  resource?: string;
+  namespace?: string;
+  name?: string;
+  uid?: string;
+  apiGroup?: string;
+  apiVersion?: string;
+  resourceVersion?: string;
+  subresource?: string;
+}
+
+export interface AuditEventInput {
+  /** Present (`Event`, `audit.k8s.io/v1`) on Kubernetes events; the writer leaves them as given. */
+  kind?: 'Event';
+  apiVersion?: 'audit.k8s.io/v1';
+  level?: 'Metadata' | 'Request' | 'RequestResponse';
+  auditID: string;
+  stage: AuditStage;
+  requestURI?: string;
+  verb?: string;
+  user?: AuditUser;
+  impersonatedUser?: AuditUser;
+  sourceIPs?: string[];
+  userAgent?: string;
+  objectRef?: AuditObjectRef;
+  responseStatus?: { code?: number; status?: string; reason?: string; message?: string; metadata?: Record<string, unknown> };
+  requestObject?: unknown;
+  responseObject?: unknown;
+  requestReceivedTimestamp: string;
+  stageTimestamp: string;
+  annotations?: Record<string, string>;
+
+  // agentgate fields
+  /** `kubernetes`, `postgres`, `approval` or `system` (start, stop, reload). */
+  protocol: 'kubernetes' | 'postgres' | 'approval' | 'system';
+  /** PostgreSQL connection name, or the cluster name for Kubernetes. */
+  connection?: string;
+  /** The SQL statement or `METHOD path`, masked. */
+  statement?: string;
+  /** Statement kinds and tables (PostgreSQL). */
+  statementKinds?: string[];
+  tables?: string[];
+  decision?: { action: Action; rule: string; reason: string; enforced: boolean };
+  approval?: { id: string; approver?: string; state?: string };
+  pod?: PodIdentity;
+  /** Connection or exec session id; session recordings are named by it. */
+  session?: string;
+  rows?: number;
+  bytes?: { in?: number; out?: number };
+  durationMs?: number;
+  /** SQLSTATE of a PostgreSQL error. */
+  sqlstate?: string;
+  /** Free-form, bounded: e.g. `event: connection-start`. */
+  event?: string;
+}
+
+export interface AuditRecord extends AuditEventInput {
+  seq: number;
+  prevHash: string;
+  hash: string;
+}
+
+/** What every producer writes to. Append is synchronous and cheap (hot path); durability is batched. */
+export interface AuditSink {
+  append(event: AuditEventInput): AuditRecord;
+  /** Resolves when everything appended so far is on disk (fsync). */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
