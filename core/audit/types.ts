@@ -68,6 +68,8 @@ export interface AuditEventInput {
   sqlstate?: string;
   /** Free-form, bounded: e.g. `event: connection-start`. */
   event?: string;
+  /** On `event: checkpoint` records only: the compact JWS the writer signed (see checkpoint.ts). */
+  checkpoint?: string;
 }
 
 export interface AuditRecord extends AuditEventInput {

@@ -1,12 +1,67 @@
-// Placeholder until its issue lands: the command exists so the CLI and help are complete.
+// `agentgate mask`: a stdin → stdout filter, streaming chunk by chunk, so it can
+// sit in a pipe in front of anything that writes logs or query output.
+
+import { UsageError, parseFlags } from '../cli/command.js';
 import type { Command } from '../cli/command.js';
+import { JsonMaskError, JsonMasker } from './json.js';
+import type { KeepMode } from './options.js';
+import { TextMasker } from './text.js';
+import type { StreamMasker } from './text.js';
+
+const usage = `Usage: agentgate mask [--format text|json] [--keep last4|bin+last4]
+
+Masks card data from stdin to stdout, streaming.
+  --format text   (default) every PAN masked in place: digits become '*', the last
+                  four stay, separators and length stay. Other bytes are untouched.
+  --format json   JSON values (one document, NDJSON, watch events): PANs masked in
+                  strings and keys, a PAN written as a number becomes a masked string,
+                  values of card-data keys (cvv, cvc, pin, track1, track2, ...) are
+                  starred whole. Invalid JSON: exit 1, nothing written after the error.
+  --keep last4      keep the last four digits (default)
+  --keep bin+last4  keep the first six and the last four
+
+Example:
+  echo 'card 4111 1111 1111 1111 ok' | agentgate mask
+  card **** **** **** 1111 ok
+`;
 
 export const command: Command = {
   name: 'mask',
-  summary: 'mask',
-  usage: 'Usage: agentgate mask (not available in this build yet)',
-  async run() {
-    process.stderr.write('agentgate mask: not available in this build yet\n');
-    return 1;
+  summary: 'mask card data (PANs, CVV, track data) from stdin to stdout',
+  usage,
+  async run(argv) {
+    const { values } = parseFlags(argv, {
+      format: { type: 'string', default: 'text' },
+      keep: { type: 'string', default: 'last4' },
+    });
+    const format = values.format;
+    if (format !== 'text' && format !== 'json') throw new UsageError(`--format must be 'text' or 'json', not '${format}'`);
+    const keep = values.keep;
+    if (keep !== 'last4' && keep !== 'bin+last4') throw new UsageError(`--keep must be 'last4' or 'bin+last4', not '${keep}'`);
+    const masker: StreamMasker = format === 'json' ? new JsonMasker({ keep: keep as KeepMode }) : new TextMasker({ keep: keep as KeepMode });
+    return filter(masker);
   },
 };
+
+async function filter(masker: StreamMasker): Promise<number> {
+  try {
+    for await (const chunk of process.stdin) {
+      const out = masker.write(chunk as Buffer);
+      if (out.length > 0 && !process.stdout.write(out)) await drained();
+    }
+    const tail = masker.end();
+    if (tail.length > 0) process.stdout.write(tail);
+  } catch (err) {
+    if (err instanceof JsonMaskError) {
+      process.stderr.write(`agentgate mask: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  return 0;
+}
+
+function drained(): Promise<void> {
+  return new Promise((resolve) => process.stdout.once('drain', resolve));
+}

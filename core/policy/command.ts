@@ -1,12 +1,183 @@
-// Placeholder until its issue lands: the command exists so the CLI and help are complete.
+// `agentgate policy check|explain`: validate a policy file, or show how it decides
+// one Kubernetes request or SQL string for one identity.
+
+import { parseFlags, UsageError } from '../cli/command.js';
 import type { Command } from '../cli/command.js';
+import { formatSourceError } from '../yaml/validate.js';
+import type { Identity } from '../identity.js';
+import { loadPolicyFile } from './load.js';
+import type { CompiledPolicy } from './engine.js';
+import { combineDecisions } from './engine.js';
+import { renderExplanation } from './explain.js';
+import type { Explained } from './explain.js';
+import type { PgRequest, PolicyRequest } from './types.js';
+import { parseKubeRequestLine, RequestInfoError } from '../kube/request-info.js';
+
+const USAGE = `Usage:
+  agentgate policy check -f FILE [-o text|json]
+      Validate a policy: every error as file:line:col: message (exit 1 if invalid),
+      warnings for rules that can never take effect, a summary when valid.
+  agentgate policy explain -f FILE --subject S [--group G]... [-o text|json]
+                           (--kube "METHOD /path?query" | --sql "SQL" --connection NAME)
+      Show the decision for one request: action, winning rule, reason, every matched rule.
+
+Examples:
+  agentgate policy check -f examples/policies/payments.yaml
+  agentgate policy explain -f examples/policies/payments.yaml \\
+      --subject system:serviceaccount:payments:agent --kube "DELETE /api/v1/namespaces/payments/secrets/keys"
+  agentgate policy explain -f examples/policies/payments.yaml \\
+      --subject system:serviceaccount:payments:agent --sql "DELETE FROM cards" --connection payments
+`;
 
 export const command: Command = {
   name: 'policy',
-  summary: 'policy',
-  usage: 'Usage: agentgate policy (not available in this build yet)',
-  async run() {
-    process.stderr.write('agentgate policy: not available in this build yet\n');
-    return 1;
+  summary: 'check a policy file or explain a decision',
+  usage: USAGE,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === 'check') return check(rest);
+    if (sub === 'explain') return explain(rest);
+    if (sub === undefined) throw new UsageError('missing subcommand (check or explain)');
+    throw new UsageError(`unknown subcommand '${sub}' (expected check or explain)`);
   },
 };
+
+function output(v: string | undefined): 'text' | 'json' {
+  if (v === undefined || v === 'text' || v === 'json') return v ?? 'text';
+  throw new UsageError(`-o must be text or json, got '${v}'`);
+}
+
+async function check(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { file: { type: 'string', short: 'f' }, output: { type: 'string', short: 'o' } }, { positionals: { max: 0 } });
+  if (!values.file) throw new UsageError('missing -f FILE');
+  const format = output(values.output);
+  const result = loadPolicyFile(values.file);
+  if (format === 'json') {
+    const p = result.policy;
+    process.stdout.write(
+      `${JSON.stringify({
+        valid: !!p,
+        errors: result.errors,
+        warnings: result.warnings,
+        ...(p && { policy: p.name, rules: p.rules.filter((r) => r.tier === 'user').length, builtins: p.rules.filter((r) => r.tier !== 'user').map((r) => r.name), default: p.defaultAction, enforcement: p.enforcement, masking: p.masking }),
+      })}\n`,
+    );
+    return p ? 0 : 1;
+  }
+  for (const e of result.errors) process.stderr.write(`${formatSourceError(e)}\n`);
+  for (const w of result.warnings) process.stderr.write(`${formatSourceError({ ...w, message: `warning: ${w.message}` })}\n`);
+  const p = result.policy;
+  if (!p) {
+    process.stderr.write(`${values.file}: invalid policy (${result.errors.length} error${result.errors.length === 1 ? '' : 's'})\n`);
+    return 1;
+  }
+  const own = p.rules.filter((r) => r.tier === 'user');
+  const count = (a: string) => own.filter((r) => r.action === a).length;
+  const builtins = p.rules.filter((r) => r.tier !== 'user').map((r) => r.name);
+  process.stdout.write(
+    [
+      `${values.file}: policy '${p.name}' is valid`,
+      `  rules:       ${own.length} (${count('allow')} allow, ${count('approve')} approve, ${count('deny')} deny)`,
+      `  built-ins:   ${builtins.length ? builtins.join(', ') : '(all replaced)'}`,
+      `  default:     ${p.defaultAction}`,
+      `  enforcement: ${p.enforcement}${p.enforcement === 'observe' ? ' (decisions are recorded, not enforced)' : ''}`,
+      `  masking:     pan ${p.masking.pan}, secrets ${p.masking.secrets}, ${p.masking.fields.length} extra field(s), ${p.masking.columns.length} column(s)`,
+      `  warnings:    ${result.warnings.length}`,
+      '',
+    ].join('\n'),
+  );
+  return 0;
+}
+
+async function explain(argv: string[]): Promise<number> {
+  const { values } = parseFlags(
+    argv,
+    {
+      file: { type: 'string', short: 'f' },
+      subject: { type: 'string' },
+      group: { type: 'string', multiple: true },
+      kube: { type: 'string' },
+      sql: { type: 'string' },
+      connection: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+    },
+    { positionals: { max: 0 } },
+  );
+  if (!values.file) throw new UsageError('missing -f FILE');
+  if (!values.subject) throw new UsageError('missing --subject');
+  if ((values.kube === undefined) === (values.sql === undefined)) throw new UsageError('give exactly one of --kube "METHOD /path" or --sql "SQL"');
+  if (values.sql !== undefined && !values.connection) throw new UsageError('--sql needs --connection NAME');
+  if (values.kube !== undefined && values.connection) throw new UsageError('--connection applies only to --sql');
+  const format = output(values.output);
+
+  const loaded = loadPolicyFile(values.file);
+  if (!loaded.policy) {
+    for (const e of loaded.errors) process.stderr.write(`${formatSourceError(e)}\n`);
+    process.stderr.write(`${values.file}: invalid policy, nothing to explain (see agentgate policy check)\n`);
+    return 1;
+  }
+  const policy: CompiledPolicy = loaded.policy;
+  const identity: Identity = { subject: values.subject, groups: values.group ?? [], via: 'trust' };
+
+  let requests: PolicyRequest[];
+  if (values.kube !== undefined) {
+    try {
+      requests = [parseKubeRequestLine(values.kube)];
+    } catch (err) {
+      if (err instanceof RequestInfoError) {
+        process.stderr.write(`agentgate policy explain: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+  } else {
+    const classified = await classifySql(values.sql!, values.connection!);
+    if ('error' in classified) {
+      process.stderr.write(`agentgate policy explain: ${classified.error}\n`);
+      return 1;
+    }
+    requests = classified.requests;
+  }
+  const items: Explained[] = requests.map((request) => ({ request, decision: policy.decide(identity, request) }));
+  const overall = combineDecisions(items.map((i) => i.decision));
+  if (format === 'json') {
+    process.stdout.write(`${JSON.stringify({ policy: policy.name, subject: identity.subject, groups: identity.groups, decision: overall, operations: items })}\n`);
+  } else {
+    process.stdout.write(renderExplanation(policy, identity, items, overall));
+  }
+  return 0;
+}
+
+type SqlResult = { requests: PgRequest[] } | { error: string };
+
+/**
+ * The SQL classifier ships with the PostgreSQL proxy (core/sql). It is loaded at run
+ * time, so this command still works (minus --sql) in a build without it.
+ */
+async function classifySql(sql: string, connection: string): Promise<SqlResult> {
+  let mod: SqlModule;
+  try {
+    const spec = '../sql/index.js';
+    mod = (await import(spec)) as SqlModule;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
+      return { error: 'SQL classification not available in this build (core/sql is missing); --kube works' };
+    }
+    throw err;
+  }
+  if (typeof mod.classifySql !== 'function') return { error: 'SQL classification not available in this build (core/sql exports no classifySql)' };
+  if (typeof mod.loadSqlParser === 'function') await mod.loadSqlParser();
+  const c = mod.classifySql(sql, connection);
+  if (!c.ok) {
+    return { error: `SQL is refused before any rule applies (SQLSTATE ${c.sqlstate}): ${c.message}${c.position !== undefined ? ` at character ${c.position}` : ''}` };
+  }
+  if (c.operations.length === 0) return { error: 'the SQL holds no statement (only whitespace or comments): nothing to decide' };
+  return { requests: [...c.operations] };
+}
+
+interface SqlModule {
+  loadSqlParser?: () => Promise<void>;
+  classifySql?: (sql: string, connection: string) =>
+    | { ok: true; operations: readonly PgRequest[] }
+    | { ok: false; sqlstate: string; message: string; position?: number };
+}

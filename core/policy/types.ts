@@ -55,7 +55,15 @@ export interface PgRequest {
   qualifiers: StatementQualifier[];
   /** Schema-qualified tables (`public.cards`) the operation reads or writes. */
   tables: string[];
-  /** Functions called, schema-qualified where written so (`pg_read_file`, `dblink`). */
+  /**
+   * Functions called, schema-qualified where written so (`pg_read_file`, `pg_catalog.pg_read_file`,
+   * `dblink`), names as PostgreSQL stores them (unquoted identifiers folded to lower case).
+   * COPY … TO/FROM PROGRAM is reported as the pseudo-function `copy-program`, COPY to/from a
+   * server-side file (neither STDIN nor STDOUT) as `copy-file` (agreed between core/sql and
+   * core/policy; the built-in rule `builtin:dangerous-functions` denies both).
+   * Matching (core/policy/README.md): the last dot-separated part is the name, the one before
+   * it the schema; a deny/approve pattern without a schema matches the name in any schema.
+   */
   functions: string[];
 }
 

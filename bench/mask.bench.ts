@@ -1,0 +1,162 @@
+// Masking throughput (issue 2 §3): MB/s of the streaming maskers over 64 KiB
+// chunks, beside a direct path measured in the same run on the same bytes:
+// a plain Buffer copy for text (what a proxy does anyway to forward bytes),
+// JSON.parse + JSON.stringify per value for JSON (what a naive masker would do).
+
+import type { Benchmark, BenchResult } from './types.js';
+import { createJsonMasker, createTextMasker } from '../core/mask/index.js';
+
+const CHUNK = 64 * 1024;
+const SIZE = 16 * 1024 * 1024;
+
+// Deterministic pseudo-random data, so runs compare.
+let seed = 42;
+function rnd(n: number): number {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed % n;
+}
+
+const WORDS = ['the', 'agent', 'read', 'pod', 'payments', 'GET', '/api/v1/namespaces', 'status', 'ok', 'latency', 'ms', 'user', 'id', 'order', 'shipped', 'error', 'retry', 'connection', 'select', 'from', 'where', 'é', 'ü'];
+
+function luhnComplete(body: string): string {
+  let sum = 0;
+  for (let i = 0; i < body.length; i++) {
+    let d = body.charCodeAt(body.length - 1 - i) - 48;
+    if (i % 2 === 0) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return body + String((10 - (sum % 10)) % 10);
+}
+
+function pan(): string {
+  let body = ['4', '51', '2221', '37', '6011'][rnd(5)];
+  const len = body === '37' ? 15 : 16;
+  while (body.length < len - 1) body += String(rnd(10));
+  const p = luhnComplete(body);
+  return rnd(2) === 0 ? p : p.replace(/(\d{4})(?=\d)/g, '$1 ');
+}
+
+/** Log-like text with words, short numbers and timestamps, no PANs. */
+function cleanText(): Buffer {
+  const parts: string[] = [];
+  let n = 0;
+  while (n < SIZE) {
+    const r = rnd(10);
+    const s = r < 7 ? WORDS[rnd(WORDS.length)] : r < 9 ? String(rnd(100000)) : `2026-11-23 12:${10 + rnd(50)}:${10 + rnd(50)}`;
+    parts.push(s, rnd(12) === 0 ? '\n' : ' ');
+    n += s.length + 1;
+  }
+  return Buffer.from(parts.join('')).subarray(0, SIZE);
+}
+
+/** Text with a PAN about every 60 bytes. */
+function denseText(): Buffer {
+  const parts: string[] = [];
+  let n = 0;
+  while (n < SIZE) {
+    const s = rnd(3) === 0 ? pan() : WORDS[rnd(WORDS.length)];
+    parts.push(s, ' ');
+    n += s.length + 1;
+  }
+  return Buffer.from(parts.join('')).subarray(0, SIZE);
+}
+
+/** NDJSON of Kubernetes-like objects, some strings and numbers holding PANs, some card fields. */
+function jsonLines(): Buffer {
+  const lines: string[] = [];
+  let n = 0;
+  let i = 0;
+  while (n < SIZE) {
+    const obj = {
+      type: 'MODIFIED',
+      object: {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `payments-${i}`, namespace: 'payments', resourceVersion: String(100000 + i), labels: { app: 'checkout', tier: 'backend' } },
+        data: {
+          note: rnd(4) === 0 ? `customer paid with ${pan()} yesterday` : 'customer paid by invoice, order 12345 shipped',
+          amount: rnd(100000) / 100,
+          card: rnd(8) === 0 ? Number(luhnComplete(`411111111111111`)) : null,
+          cvv: rnd(8) === 0 ? String(100 + rnd(900)) : undefined,
+          items: [1, 2, 3].map((k) => ({ sku: `SKU-${k}-${rnd(1000)}`, qty: rnd(10), price: rnd(10000) / 100 })),
+        },
+      },
+    };
+    const line = JSON.stringify(obj);
+    lines.push(line);
+    n += line.length + 1;
+    i++;
+  }
+  return Buffer.from(`${lines.join('\n')}\n`);
+}
+
+function chunks(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < b.length; i += CHUNK) out.push(b.subarray(i, i + CHUNK));
+  return out;
+}
+
+/** MB/s of fn over `bytes`, best of a few rounds after a warm-up (the machine is shared). */
+function throughput(bytes: number, fn: () => void): number {
+  fn();
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    best = Math.min(best, s);
+  }
+  return bytes / 1e6 / best;
+}
+
+function rssMB(): number {
+  return Math.round(process.memoryUsage().rss / 1e5) / 10;
+}
+
+function textBench(name: string, data: () => Buffer): Benchmark {
+  return {
+    name,
+    async run(): Promise<BenchResult[]> {
+      const buf = data();
+      const cs = chunks(buf);
+      let sink = 0;
+      const value = throughput(buf.length, () => {
+        const m = createTextMasker();
+        for (const c of cs) sink += m.write(c).length;
+        sink += m.end().length;
+      });
+      const direct = throughput(buf.length, () => {
+        for (const c of cs) sink += Buffer.from(c).length;
+      });
+      if (sink === 0) throw new Error('no output');
+      return [{ bench: name, value, unit: 'MB/s', direct, ratio: value / direct, note: `direct = Buffer copy; ${(buf.length / 1e6).toFixed(1)} MB in 64 KiB chunks; rss ${rssMB()} MB` }];
+    },
+  };
+}
+
+export const benchmarks: Benchmark[] = [
+  textBench('mask-text-clean', cleanText),
+  textBench('mask-text-dense', denseText),
+  {
+    name: 'mask-json',
+    async run(): Promise<BenchResult[]> {
+      const buf = jsonLines();
+      const cs = chunks(buf);
+      const lines = buf.toString().split('\n').filter((l) => l.length > 0);
+      let sink = 0;
+      const value = throughput(buf.length, () => {
+        const m = createJsonMasker();
+        for (const c of cs) sink += m.write(c).length;
+        sink += m.end().length;
+      });
+      const direct = throughput(buf.length, () => {
+        for (const l of lines) sink += JSON.stringify(JSON.parse(l)).length;
+      });
+      if (sink === 0) throw new Error('no output');
+      return [{ bench: 'mask-json', value, unit: 'MB/s', direct, ratio: value / direct, note: `direct = JSON.parse+stringify per line; ${(buf.length / 1e6).toFixed(1)} MB NDJSON; rss ${rssMB()} MB` }];
+    },
+  },
+];

@@ -1,0 +1,36 @@
+// The hash chain. Each record carries `seq` (1, 2, 3, … across rotated files),
+// `prevHash` (the previous record's `hash`; GENESIS_HASH for seq 1) and
+//
+//   hash = lowercase hex SHA-256 of the UTF-8 bytes of
+//          prevHash ‖ canonicalJson(record without `hash`)
+//
+// (prevHash is the 64 hex characters, no separator; the canonical JSON is RFC 8785,
+// see canonical.ts, and includes `seq` and `prevHash` themselves). Changing,
+// removing, inserting or reordering any record breaks the link to its successor.
+
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical.js';
+import type { AuditRecord } from './types.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export function isHash(s: unknown): s is string {
+  return typeof s === 'string' && HEX64.test(s);
+}
+
+/** The hash of a record; `hash` itself, if present, is left out. */
+export function recordHash(record: { prevHash: string; hash?: unknown }): string {
+  const { hash: _omit, ...rest } = record;
+  return createHash('sha256').update(record.prevHash).update(canonicalJson(rest)).digest('hex');
+}
+
+/** Chains an already masked event after (seq, prevHash) and returns the sealed record. */
+export function seal<T extends object>(event: T, seq: number, prevHash: string): T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'> {
+  // seq and prevHash go last so that a producer cannot override them by accident.
+  const unsealed = { ...event, seq, prevHash } as T & { seq: number; prevHash: string; hash?: string };
+  delete unsealed.hash;
+  const hash = recordHash(unsealed);
+  return Object.assign(unsealed, { hash });
+}

@@ -1,0 +1,328 @@
+// The chained audit writer: masks every event, chains it (chain.ts), and writes it
+// as one JSON line through pino to a file or stdout.
+//
+// - append() is synchronous and cheap: mask, hash, hand the line to pino's
+//   asynchronous destination (sonic-boom), which writes it out as soon as the
+//   previous write returns. A process crash loses at most the lines still in that
+//   buffer; the file never holds a half line except after a crash mid-write.
+// - Durability is batched: an fsync every `fsyncIntervalMs` or every `fsyncEvery`
+//   records, whichever comes first; flush() resolves once everything appended
+//   before it is fsynced.
+// - Fail closed: after a write or fsync error the sink is broken and append()
+//   throws AuditUnavailableError, so a proxy denies what it cannot record.
+// - With a signing key, checkpoints (checkpoint.ts) are taken every
+//   `checkpointEvery` records, every `checkpointIntervalMs`, and on close.
+// - With `rotateBytes`, a file that reached that size is renamed to
+//   `<file>.<12-digit last seq>` and a new file continues the chain.
+
+import { fstatSync, openSync, renameSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { GENESIS_HASH, seal } from './chain.js';
+import { CHECKPOINT_EVENT, signCheckpoint } from './checkpoint.js';
+import type { SigningKey } from './keys.js';
+import { auditBytesWritten, auditCheckpoints, auditErrors, auditEventsWritten, auditFsyncSeconds } from './metrics.js';
+import { newestRotated, resumeFile, rotatedName } from './recover.js';
+import type { ChainHead } from './recover.js';
+import type { AuditEventInput, AuditRecord, AuditSink } from './types.js';
+
+/** Masks a parsed JSON value (objects, arrays, strings, numbers) and returns the masked copy. */
+export type ValueMasker = (value: unknown) => unknown;
+
+export interface AuditWriterOptions {
+  /** Path of the audit file, or `-` for stdout (a stdout chain starts at the genesis on every start). */
+  file: string;
+  /** The masker every event passes through before anything is hashed or written. */
+  mask: ValueMasker;
+  /** Enables signed checkpoints. */
+  signingKey?: SigningKey;
+  /** Side file for checkpoints; default `<file>.checkpoints` for a file, none for stdout; false for none. */
+  checkpointFile?: string | false;
+  checkpointEvery?: number;
+  checkpointIntervalMs?: number;
+  fsyncEvery?: number;
+  fsyncIntervalMs?: number;
+  /** Rotate when the file has at least this many bytes (default: never). */
+  rotateBytes?: number;
+  /** Clock, for tests. */
+  now?: () => Date;
+  /** Called once when the sink breaks (write or fsync error). */
+  onError?: (err: Error) => void;
+}
+
+export class AuditUnavailableError extends Error {
+  override name = 'AuditUnavailableError';
+}
+
+interface Destination {
+  fd: number;
+  write(s: string): boolean;
+  flush(cb: (err?: Error | null) => void): void;
+  end(): void;
+  on(ev: 'error', fn: (err: Error) => void): void;
+  once(ev: 'close' | 'finish', fn: () => void): void;
+}
+
+const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100 };
+
+// An fsync on a pipe or terminal (stdout) fails with one of these; there is nothing to sync.
+const UNSYNCABLE = new Set(['EINVAL', 'ENOTSUP', 'EROFS']);
+
+export class AuditWriter implements AuditSink {
+  private seq: number;
+  private lastHash: string;
+  private syncedSeq: number;
+  private syncing?: Promise<void>;
+  private dest!: Destination;
+  private logger!: Logger;
+  private fileBytes = 0;
+  private readonly regularFile: boolean;
+  private failure?: Error;
+  private closed = false;
+  private sinceCheckpoint = 0;
+  private checkpointing?: Promise<void>;
+  private checkpointHandle?: FileHandle;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly retiring: Promise<void>[] = [];
+  private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs'>> & AuditWriterOptions;
+  private readonly now: () => Date;
+
+  private constructor(opts: AuditWriterOptions, head: ChainHead | undefined) {
+    this.opts = { ...DEFAULTS, ...opts };
+    this.now = opts.now ?? (() => new Date());
+    this.seq = head?.seq ?? 0;
+    this.lastHash = head?.hash ?? GENESIS_HASH;
+    this.syncedSeq = this.seq;
+    this.regularFile = opts.file !== '-';
+    this.openDestination();
+    const fsyncTimer = setInterval(() => {
+      if (this.syncedSeq < this.seq) this.flush().catch(() => undefined);
+    }, this.opts.fsyncIntervalMs);
+    fsyncTimer.unref();
+    this.timers.push(fsyncTimer);
+    if (opts.signingKey) {
+      const cpTimer = setInterval(() => this.checkpoint().catch(() => undefined), this.opts.checkpointIntervalMs);
+      cpTimer.unref();
+      this.timers.push(cpTimer);
+    }
+  }
+
+  /**
+   * Opens (or creates, mode 0600) the audit file, resuming its chain: from its last
+   * complete line, else from the newest rotated sibling, else from the genesis.
+   * A torn last line is set aside and recorded as a `system` event.
+   */
+  static async open(opts: AuditWriterOptions): Promise<AuditWriter> {
+    let head: ChainHead | undefined;
+    let torn: ReturnType<typeof resumeFile>['torn'];
+    if (opts.file !== '-') {
+      ({ head, torn } = resumeFile(opts.file));
+      if (!head) {
+        const rotated = newestRotated(opts.file);
+        if (rotated) head = resumeFile(rotated).head;
+      }
+    }
+    const w = new AuditWriter(opts, head);
+    const cpFile = opts.checkpointFile ?? (opts.file === '-' ? false : `${opts.file}.checkpoints`);
+    if (opts.signingKey && cpFile) w.checkpointHandle = await open(cpFile, 'a', 0o600);
+    if (torn) {
+      w.appendOwn({
+        event: 'audit-torn-line-set-aside',
+        annotations: {
+          'agentgate.dev/torn-offset': String(torn.offset),
+          'agentgate.dev/torn-bytes': String(torn.bytes),
+          'agentgate.dev/torn-sha256': torn.sha256,
+          'agentgate.dev/torn-file': torn.setAsideFile,
+        },
+      });
+    }
+    return w;
+  }
+
+  /** The chain head: the last record's seq and hash. */
+  get head(): ChainHead {
+    return { seq: this.seq, hash: this.lastHash };
+  }
+
+  append(event: AuditEventInput): AuditRecord {
+    this.usable();
+    const masked = this.opts.mask(event);
+    if (masked === null || typeof masked !== 'object' || Array.isArray(masked)) {
+      throw new TypeError('audit: the masker must return the event as an object');
+    }
+    const record = this.write(masked as AuditEventInput);
+    this.sinceCheckpoint++;
+    if (this.opts.signingKey && this.sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint().catch(() => undefined);
+    return record;
+  }
+
+  /** Resolves when every record appended so far is written and fsynced. */
+  async flush(): Promise<void> {
+    const target = this.seq;
+    while (this.syncedSeq < target) {
+      if (this.failure) throw new AuditUnavailableError(`audit trail unavailable: ${this.failure.message}`);
+      if (!this.syncing) {
+        this.syncing = this.syncOnce().finally(() => {
+          this.syncing = undefined;
+        });
+      }
+      await this.syncing;
+    }
+    await Promise.all(this.retiring);
+  }
+
+  /** Takes a checkpoint now if anything was appended since the last one (no-op without a signing key). */
+  async checkpoint(): Promise<void> {
+    if (!this.opts.signingKey) return;
+    while (this.checkpointing) await this.checkpointing;
+    if (this.sinceCheckpoint === 0 || this.failure) return;
+    this.checkpointing = this.takeCheckpoint(this.opts.signingKey).finally(() => {
+      this.checkpointing = undefined;
+    });
+    return this.checkpointing;
+  }
+
+  /** Writes a final checkpoint, fsyncs and closes. Appending afterwards throws. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const t of this.timers) clearInterval(t);
+    try {
+      await this.checkpoint();
+      await this.flush();
+    } finally {
+      this.closed = true;
+      await this.checkpointHandle?.close();
+      await this.retire(this.dest);
+    }
+  }
+
+  private usable(): void {
+    if (this.failure) throw new AuditUnavailableError(`audit trail unavailable: ${this.failure.message}`);
+    if (this.closed) throw new AuditUnavailableError('audit trail closed');
+  }
+
+  /** Records the writer's own events: not masked field by field (they carry hashes and JWS that a PAN scan could alter). */
+  private appendOwn(fields: Partial<AuditEventInput>): AuditRecord {
+    this.usable();
+    const time = this.now().toISOString();
+    const event: AuditEventInput = {
+      auditID: randomUUID(),
+      stage: 'ResponseComplete',
+      requestReceivedTimestamp: time,
+      stageTimestamp: time,
+      protocol: 'system',
+      ...fields,
+    };
+    return this.write(event);
+  }
+
+  private write(event: AuditEventInput): AuditRecord {
+    if (this.opts.rotateBytes && this.regularFile && this.fileBytes >= this.opts.rotateBytes) this.rotate();
+    const record = seal(event, this.seq + 1, this.lastHash) as AuditRecord;
+    this.seq = record.seq;
+    this.lastHash = record.hash;
+    this.logger.info(record);
+    auditEventsWritten.inc();
+    if (this.seq - this.syncedSeq >= this.opts.fsyncEvery && !this.syncing) this.flush().catch(() => undefined);
+    return record;
+  }
+
+  private openDestination(): void {
+    let fd = 1;
+    if (this.regularFile) {
+      fd = openSync(this.opts.file, 'a', 0o600);
+      this.fileBytes = fstatSync(fd).size;
+    }
+    // minLength 1: lines are written out as soon as possible (like 0), but only
+    // with minLength > 0 does sonic-boom's flush(cb) wait for the write and fsync.
+    const dest = pino.destination({ fd, sync: false, minLength: 1 }) as unknown as Destination;
+    dest.on('error', (err) => this.fail(err, 'write'));
+    this.dest = dest;
+    this.logger = pino(
+      {
+        // The line must be exactly the record: no level, time, pid, hostname or msg.
+        base: null,
+        timestamp: false,
+        formatters: { level: () => ({}) },
+        hooks: {
+          // With no level, time or bindings pino's line starts "{," ; drop the comma.
+          streamWrite: (s: string) => {
+            const line = s.charCodeAt(1) === 0x2c ? `{${s.slice(2)}` : s;
+            const n = Buffer.byteLength(line);
+            this.fileBytes += n;
+            auditBytesWritten.inc(n);
+            return line;
+          },
+        },
+      },
+      dest as never,
+    );
+  }
+
+  private rotate(): void {
+    const old = this.dest;
+    renameSync(this.opts.file, rotatedName(this.opts.file, this.seq));
+    this.openDestination();
+    // Pending writes of the old destination still land in the renamed file (same inode).
+    this.retiring.push(this.retire(old));
+  }
+
+  private retire(dest: Destination): Promise<void> {
+    return new Promise((resolve) => {
+      if (dest.fd === 1) {
+        dest.flush(() => resolve());
+        return;
+      }
+      dest.once('close', () => resolve());
+      dest.end();
+    });
+  }
+
+  private syncOnce(): Promise<void> {
+    const target = this.seq;
+    const started = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+      this.dest.flush((err) => {
+        const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+        if (err && !(code && !this.regularFile && UNSYNCABLE.has(code))) {
+          this.fail(err, 'fsync');
+          reject(new AuditUnavailableError(`audit trail unavailable: ${err.message}`));
+          return;
+        }
+        auditFsyncSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        if (target > this.syncedSeq) this.syncedSeq = target;
+        resolve();
+      });
+    });
+  }
+
+  private async takeCheckpoint(key: SigningKey): Promise<void> {
+    const { seq, hash } = this.head;
+    this.sinceCheckpoint = 0;
+    try {
+      // Only what is on disk is signed: a checkpoint must never name a record a crash could still lose.
+      await this.flush();
+      const jws = await signCheckpoint(key, { seq, hash, time: this.now().toISOString() });
+      if (this.checkpointHandle) {
+        await this.checkpointHandle.appendFile(`${jws}\n`);
+        await this.checkpointHandle.datasync();
+      }
+      if (this.closed || this.failure) return;
+      this.appendOwn({ event: CHECKPOINT_EVENT, checkpoint: jws });
+      auditCheckpoints.inc();
+    } catch (err) {
+      auditErrors.inc({ op: 'checkpoint' });
+      throw err;
+    }
+  }
+
+  private fail(err: Error, op: 'write' | 'fsync'): void {
+    auditErrors.inc({ op });
+    if (this.failure) return;
+    this.failure = err;
+    this.opts.onError?.(err);
+  }
+}

@@ -1,0 +1,233 @@
+// Classifies a Kubernetes API request the way the API server does before it
+// authorizes it (the semantics of k8s.io/apiserver's RequestInfoFactory, ported as
+// facts, not code), so that policy decides exactly what the server will execute:
+//   - only /api (no group) and /apis/{group} are resource prefixes; /api/v1 and
+//     /apis/apps/v1 themselves are discovery, i.e. non-resource requests;
+//   - GET/HEAD → get, POST → create, PUT → update, PATCH → patch, DELETE → delete;
+//     a get without a name is list, or watch when `watch` is set to anything but
+//     "false"/"0"; a delete without a name is deletecollection; the legacy
+//     /{version}/watch/... and /{version}/proxy/... forms set the verb from the path;
+//   - /namespaces/{ns}/{resource}/... is namespaced; /namespaces/{ns} itself is the
+//     namespace object, in namespace {ns}, as are its status and finalize subresources;
+//   - resource/name/subresource, the rest of the path is not interpreted;
+//   - a list with fieldSelector metadata.name=X names X.
+// Two deliberate additions: pods/exec, pods/attach and pods/portforward are `create`
+// whatever the method (as the API server authorizes WebSocket exec since 1.30), and a
+// path with `.` or `..` segments is refused (see below).
+
+import type { KubeRequest } from '../policy/types.js';
+
+export class RequestInfoError extends Error {
+  override name = 'RequestInfoError';
+}
+
+const API_PREFIXES = new Set(['api', 'apis']);
+const GROUPLESS_PREFIXES = new Set(['api']);
+const SPECIAL_VERBS = new Set(['proxy', 'watch']);
+const SPECIAL_VERBS_NO_SUBRESOURCES = new Set(['proxy']);
+const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
+const STREAMING_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
+
+const METHOD_VERBS: Record<string, string> = { POST: 'create', GET: 'get', HEAD: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+
+/**
+ * `target` is the request target as sent (`/api/v1/namespaces/a/pods?watch=1`). Throws
+ * RequestInfoError where the API server would refuse the URL before authorizing it.
+ */
+export function requestInfo(method: string, target: string): KubeRequest {
+  const q = target.indexOf('?');
+  const rawPath = q < 0 ? target : target.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
+  let path: string;
+  try {
+    // The server authorizes the decoded path (Go's URL.Path), %2F included.
+    path = decodeURIComponent(rawPath);
+  } catch {
+    throw new RequestInfoError(`invalid URL escape in path '${rawPath}'`);
+  }
+  // The API server would see `.`/`..` as names, but URL handling on the way (WHATWG URL
+  // in a proxy, a load balancer) may resolve them: what we decide and what the server
+  // executes could then differ. No valid request needs them.
+  if (/(^|\/)\.\.?(\/|$)/.test(path)) throw new RequestInfoError(`path '${path}' has '.' or '..' segments`);
+  const upper = method.toUpperCase();
+  const info: KubeRequest = {
+    protocol: 'kubernetes',
+    verb: method.toLowerCase(),
+    apiGroup: '',
+    apiVersion: '',
+    namespace: '',
+    resource: '',
+    subresource: '',
+    name: '',
+    nonResource: true,
+    path,
+  };
+  let parts = splitPath(path);
+  if (parts.length < 3 || !API_PREFIXES.has(parts[0])) return info;
+  const prefix = parts[0];
+  parts = parts.slice(1);
+  let apiGroup = '';
+  if (!GROUPLESS_PREFIXES.has(prefix)) {
+    if (parts.length < 3) return info;
+    apiGroup = parts[0];
+    parts = parts.slice(1);
+  }
+  info.nonResource = false;
+  info.apiGroup = apiGroup;
+  info.apiVersion = parts[0];
+  parts = parts.slice(1);
+
+  if (SPECIAL_VERBS.has(parts[0])) {
+    if (parts.length < 2) throw new RequestInfoError(`unable to determine kind and namespace from url '${path}'`);
+    info.verb = parts[0];
+    parts = parts.slice(1);
+  } else {
+    info.verb = METHOD_VERBS[upper] ?? '';
+  }
+
+  if (parts[0] === 'namespaces') {
+    if (parts.length > 1) {
+      info.namespace = parts[1];
+      if (parts.length > 2 && !NAMESPACE_SUBRESOURCES.has(parts[2])) parts = parts.slice(2);
+    }
+  }
+
+  if (parts.length >= 3 && !SPECIAL_VERBS_NO_SUBRESOURCES.has(info.verb)) info.subresource = parts[2];
+  if (parts.length >= 2) info.name = parts[1];
+  if (parts.length >= 1) info.resource = parts[0];
+
+  if (info.name === '' && info.verb === 'get') {
+    info.verb = isWatch(query) ? 'watch' : 'list';
+    const byName = nameFromFieldSelector(query.get('fieldSelector'));
+    if (byName !== undefined) info.name = byName;
+  }
+  if (info.name === '' && info.verb === 'delete') info.verb = 'deletecollection';
+
+  if (info.resource === 'pods' && STREAMING_SUBRESOURCES.has(info.subresource) && info.name !== '') info.verb = 'create';
+  return info;
+}
+
+/** `GET /api/v1/pods` from the `"METHOD /path?query"` form of `policy explain --kube`. */
+export function parseKubeRequestLine(line: string): KubeRequest {
+  const m = /^\s*([A-Za-z]+)\s+(\/\S*)\s*$/.exec(line);
+  if (!m) throw new RequestInfoError(`expected "METHOD /path?query", got '${line}'`);
+  return requestInfo(m[1], m[2]);
+}
+
+// Go's strings.Trim(path, "/") then Split on "/": empty segments inside are kept.
+function splitPath(path: string): string[] {
+  const trimmed = path.replace(/^\/+|\/+$/g, '');
+  return trimmed === '' ? [] : trimmed.split('/');
+}
+
+// The API server's query decoding makes a bool true for any first value other than
+// "false" (any case) or "0"; an empty `watch=` is true as well.
+function isWatch(query: URLSearchParams): boolean {
+  const v = query.getAll('watch');
+  if (v.length === 0) return false;
+  return !(v[0] === '0' || v[0].toLowerCase() === 'false');
+}
+
+// `metadata.name=X` or `metadata.name==X` among the comma-separated requirements,
+// kept only when X is a valid path segment name (as the server does).
+function nameFromFieldSelector(selector: string | null): string | undefined {
+  if (!selector) return undefined;
+  for (const term of splitSelector(selector)) {
+    const m = /^\s*metadata\.name\s*(==|=)(.*)$/.exec(term);
+    if (!m || m[2].startsWith('=')) continue;
+    const value = unescapeSelectorValue(m[2].trim());
+    if (value === '' || value === '.' || value === '..' || value.includes('/') || value.includes('%')) return undefined;
+    return value;
+  }
+  return undefined;
+}
+
+function splitSelector(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\' && i + 1 < s.length) {
+      cur += c + s[++i];
+    } else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
+
+function unescapeSelectorValue(v: string): string {
+  return v.replace(/\\(.)/g, '$1');
+}
+
+/** Impersonation headers, as the API server's impersonation filter reads them. */
+export interface ImpersonationHeaders {
+  user?: string;
+  groups: string[];
+  uid?: string;
+  /** Extra key (percent-decoded, lower case) → values. */
+  extra: Record<string, string[]>;
+}
+
+/**
+ * Reads `Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid` and
+ * `Impersonate-Extra-<key>` from Node-style headers (lower-case names, string or
+ * string[] values). Returns undefined when there are none.
+ */
+export function readImpersonationHeaders(headers: Record<string, string | string[] | undefined>): ImpersonationHeaders | undefined {
+  const all = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  let found = false;
+  const out: ImpersonationHeaders = { groups: [], extra: {} };
+  for (const [rawName, value] of Object.entries(headers)) {
+    const name = rawName.toLowerCase();
+    if (!name.startsWith('impersonate-')) continue;
+    found = true;
+    if (name === 'impersonate-user') out.user = all(value)[0];
+    else if (name === 'impersonate-group') out.groups.push(...all(value));
+    else if (name === 'impersonate-uid') out.uid = all(value)[0];
+    else if (name.startsWith('impersonate-extra-')) {
+      let key = name.slice('impersonate-extra-'.length);
+      try {
+        key = decodeURIComponent(key);
+      } catch {
+        throw new RequestInfoError(`invalid escape in impersonation header '${rawName}'`);
+      }
+      (out.extra[key] ??= []).push(...all(value));
+    } else {
+      throw new RequestInfoError(`unknown impersonation header '${rawName}'`);
+    }
+  }
+  return found ? out : undefined;
+}
+
+/**
+ * The `impersonate` requests the API server authorizes for these headers, one per
+ * impersonated attribute: users (or serviceaccounts for `system:serviceaccount:ns:name`),
+ * groups, uids, and userextras/<key> per value. Throws where the server refuses them.
+ */
+export function impersonationRequests(h: ImpersonationHeaders): KubeRequest[] {
+  if (h.user === undefined || h.user === '') {
+    throw new RequestInfoError('impersonating groups, a uid or extra fields requires Impersonate-User as well');
+  }
+  const req = (apiGroup: string, resource: string, name: string, namespace = '', subresource = ''): KubeRequest => ({
+    protocol: 'kubernetes',
+    verb: 'impersonate',
+    apiGroup,
+    apiVersion: '',
+    namespace,
+    resource,
+    subresource,
+    name,
+    nonResource: false,
+    path: '',
+  });
+  const out: KubeRequest[] = [];
+  const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(h.user);
+  out.push(sa ? req('', 'serviceaccounts', sa[2], sa[1]) : req('', 'users', h.user));
+  for (const g of h.groups) out.push(req('', 'groups', g));
+  if (h.uid !== undefined) out.push(req('authentication.k8s.io', 'uids', h.uid));
+  for (const [key, values] of Object.entries(h.extra)) for (const v of values) out.push(req('authentication.k8s.io', 'userextras', v, '', key));
+  return out;
+}

@@ -1,0 +1,336 @@
+// The byte-level PAN scanner shared by text and JSON masking. It walks bytes once,
+// lets everything that is not a digit pass untouched (as views of the input), and
+// hands each run of digit groups to the RunEvaluator. A run that reaches the end of
+// a chunk is held back and finished with the next chunk, so output never depends on
+// where the input was cut; the hold-back is bounded by RUN_WINDOW bytes, because a
+// longer run is decided window by window (a PAN spans at most 37 bytes, and each
+// window sees well over that on both sides of the bytes it releases).
+
+import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import type { Output } from './output.js';
+import { RunEvaluator } from './pan-runs.js';
+
+const SPACE = 0x20;
+const HYPHEN = 0x2d;
+
+/** Most bytes of one run held back at once. */
+export const RUN_WINDOW = 1024;
+/** Bytes at a window's end that are not released yet (beyond any PAN's reach). */
+const RELEASE_MARGIN = 128;
+/** A new window restarts this far back, at a group boundary, to see PANs that cross the cut. */
+const CONTEXT = 256;
+
+/** Index of the first ASCII digit in src[i, end), or end. Kept tiny so V8 inlines it. */
+function nextDigit(src: Uint8Array, i: number, end: number): number {
+  while (i < end) {
+    const c = src[i];
+    if (c >= 0x30 && c <= 0x39) return i;
+    i++;
+  }
+  return end;
+}
+
+/**
+ * nextDigit four bytes at a time over `words` (a Uint32Array on src's buffer):
+ * the SWAR "has a byte between m and n" test with m = 0x2f, n = 0x3a, exact for
+ * every byte value (bytes >= 0x80 never match), about 3x the byte loop on text.
+ */
+function nextDigitWords(src: Uint8Array, words: Uint32Array, i: number, end: number): number {
+  const base = src.byteOffset;
+  while (i < end && ((base + i) & 3) !== 0) {
+    const c = src[i];
+    if (c >= 0x30 && c <= 0x39) return i;
+    i++;
+  }
+  let w = (base + i) >> 2;
+  const wend = (base + end) >> 2;
+  while (w < wend) {
+    const x = words[w];
+    const lo = x & 0x7f7f7f7f;
+    if (((0xb9b9b9b9 - lo) & ~x & (lo + 0x50505050) & 0x80808080) !== 0) break;
+    w++;
+  }
+  return nextDigit(src, (w << 2) - base, end);
+}
+
+/** Below this many bytes the word view is not worth creating. */
+const WORDS_MIN = 256;
+
+const enum State {
+  None,
+  InGroup,
+  AfterSep,
+  /** Inside a group of more than 19 digits: part of no PAN, and it splits runs. */
+  Long,
+}
+
+export class PanScanner {
+  /** PANs found since the counter was last read (see takeCount). */
+  private count = 0;
+  private state = State.None;
+  private readonly run = new Uint8Array(RUN_WINDOW);
+  private runLen = 0;
+  /** run[0, released) has already been written out (after a window). */
+  private released = 0;
+  private groupStart = 0;
+  private groupLen = 0;
+  private readonly evaluator = new RunEvaluator(RUN_WINDOW);
+
+  constructor(
+    public out: Output,
+    public keepBin: boolean,
+    public fill: number,
+  ) {}
+
+  takeCount(): number {
+    const n = this.count;
+    this.count = 0;
+    return n;
+  }
+
+  /** True when the next bytes cannot change anything already seen: no run held, not inside a long digit group. */
+  get idle(): boolean {
+    return this.state === State.None;
+  }
+
+  /** True while bytes of an unfinished run are held back. */
+  get holding(): boolean {
+    return this.state === State.InGroup || this.state === State.AfterSep;
+  }
+
+  /**
+   * Masks src[start, end) as text. A run touching `end` stays open for the next
+   * call, unless `final` says the byte after `end` belongs to no run (a closing
+   * quote): then it is decided at once, as scan + boundary would.
+   */
+  scan(src: Uint8Array, start: number, end: number, final = false): void {
+    const out = this.out;
+    let i = start;
+    if (this.state !== State.None) {
+      if (this.state !== State.Long) i = this.slow(src, i, end);
+      if (this.state === State.Long) {
+        const from = i;
+        while (i < end && src[i] >= 0x30 && src[i] <= 0x39) i++;
+        out.pass(src, from, i);
+        if (i === end) {
+          if (final) this.state = State.None;
+          return;
+        }
+        this.state = State.None;
+      }
+      if (i === end) {
+        if (final) this.boundary();
+        return;
+      }
+    }
+    // Output comes from `buf`: the input itself until the first PAN, then one copy
+    // of the rest of the input that PANs are masked in (buf index = src index - delta).
+    let buf = src;
+    let delta = 0;
+    let passFrom = i;
+    const words = end - i >= WORDS_MIN ? new Uint32Array(src.buffer, 0, src.buffer.byteLength >> 2) : null;
+    for (;;) {
+      i = words === null ? nextDigit(src, i, end) : nextDigitWords(src, words, i, end);
+      if (i === end) break;
+      // Most digit groups in text are short numbers standing alone: skip them
+      // (and the non-digit after them) without the run machinery.
+      let q = i + 1;
+      while (q < end && src[q] >= 0x30 && src[q] <= 0x39) q++;
+      if (q - i < MIN_PAN_DIGITS && q + 1 < end) {
+        const after = src[q];
+        if (after !== SPACE && after !== HYPHEN) {
+          i = q + 1;
+          continue;
+        }
+        const next = src[q + 1];
+        if (next < 0x30 || next > 0x39) {
+          i = q + 2;
+          continue;
+        }
+      }
+      const s = i;
+      let j = i;
+      let digits = 0;
+      let bail = false;
+      for (;;) {
+        const g = j;
+        while (j < end && src[j] >= 0x30 && src[j] <= 0x39) j++;
+        const glen = j - g;
+        if (glen > MAX_PAN_DIGITS || (j === end && !final) || j - s >= RUN_WINDOW - 2) {
+          bail = true;
+          break;
+        }
+        digits += glen;
+        if (j === end) break;
+        const sep = src[j];
+        if (sep === SPACE || sep === HYPHEN) {
+          if (j + 1 === end) {
+            if (final) break;
+            bail = true;
+            break;
+          }
+          const d = src[j + 1];
+          if (d >= 0x30 && d <= 0x39) {
+            j++;
+            continue;
+          }
+        }
+        break;
+      }
+      if (bail) {
+        // Rare: a run cut by the chunk end, very long, or with an over-long group.
+        // The byte-at-a-time path is the reference; hand it the run from its start.
+        out.pass(buf, passFrom - delta, s - delta);
+        i = this.slow(src, s, end);
+        if ((this.state as State) === State.Long) {
+          const from = i;
+          while (i < end && src[i] >= 0x30 && src[i] <= 0x39) i++;
+          out.pass(src, from, i);
+          if (i === end) {
+            if (final) this.state = State.None;
+            return;
+          }
+          this.state = State.None;
+        }
+        passFrom = i;
+        continue;
+      }
+      if (digits >= MIN_PAN_DIGITS) {
+        const n = this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
+        if (n > 0) {
+          if (buf === src) {
+            out.pass(src, passFrom, s);
+            // Uint8Array's slice copies (Buffer's would alias the caller's bytes).
+            buf = Uint8Array.prototype.slice.call(src, s, end) as Uint8Array;
+            delta = s;
+            passFrom = s;
+          }
+          const flags = this.evaluator.flags;
+          const fill = this.fill;
+          const len = j - s;
+          const at = s - delta;
+          for (let p = 0; p < len; p++) if (flags[p] !== 0) buf[at + p] = fill;
+          this.count += n;
+        }
+      }
+      i = j;
+    }
+    out.pass(buf, passFrom - delta, end - delta);
+    if (final) this.boundary();
+  }
+
+  /** The input is discontinued by a byte that belongs to no run (end of a JSON string, end of stream). */
+  boundary(): void {
+    if (this.state === State.InGroup) this.finishRun(this.runLen);
+    else if (this.state === State.AfterSep) this.finishRun(this.runLen - 1);
+    this.state = State.None;
+  }
+
+  /** Forgets held bytes without writing them (fail closed after an error). */
+  discard(): void {
+    this.state = State.None;
+    this.runLen = 0;
+    this.released = 0;
+  }
+
+  /** Byte-at-a-time run handling; returns the index of the first byte after the run (or end). */
+  private slow(src: Uint8Array, i: number, end: number): number {
+    while (i < end) {
+      const c = src[i];
+      const digit = c >= 0x30 && c <= 0x39;
+      switch (this.state) {
+        case State.None:
+          // Only entered at a digit.
+          this.runLen = 0;
+          this.released = 0;
+          this.groupStart = 0;
+          this.groupLen = 1;
+          this.state = State.InGroup;
+          this.append(c);
+          i++;
+          break;
+        case State.InGroup:
+          if (digit) {
+            this.groupLen++;
+            if (this.groupLen > MAX_PAN_DIGITS) {
+              // The run ends before this group (and its separator); the group passes.
+              this.finishRun(this.groupStart > 0 ? this.groupStart - 1 : 0);
+              this.out.pass(src, i, i + 1);
+              this.state = State.Long;
+              return i + 1;
+            }
+            this.append(c);
+            i++;
+          } else if (c === SPACE || c === HYPHEN) {
+            this.append(c);
+            this.state = State.AfterSep;
+            i++;
+          } else {
+            this.finishRun(this.runLen);
+            this.state = State.None;
+            return i;
+          }
+          break;
+        case State.AfterSep:
+          if (digit) {
+            this.append(c);
+            this.groupStart = this.runLen - 1;
+            this.groupLen = 1;
+            this.state = State.InGroup;
+            i++;
+          } else {
+            this.finishRun(this.runLen - 1);
+            this.state = State.None;
+            return i;
+          }
+          break;
+        case State.Long:
+          return i;
+      }
+    }
+    return end;
+  }
+
+  private append(c: number): void {
+    this.run[this.runLen++] = c;
+    if (this.runLen === RUN_WINDOW) this.window();
+  }
+
+  /** Decides run[0, runEnd) (bytes after it are a trailing separator or a long group) and writes out everything held. */
+  private finishRun(runEnd: number): void {
+    if (runEnd >= MIN_PAN_DIGITS) {
+      this.count += this.evaluator.evaluate(this.run, 0, runEnd, false, this.keepBin, this.released, runEnd);
+      this.out.push(this.maskedHeld(this.released, this.runLen, runEnd));
+    } else if (this.runLen > this.released) {
+      this.out.push(this.run.slice(this.released, this.runLen));
+    }
+    this.runLen = 0;
+    this.released = 0;
+  }
+
+  private maskedHeld(from: number, to: number, flagged: number): Uint8Array {
+    const copy = this.run.slice(from, to);
+    const flags = this.evaluator.flags;
+    const lim = Math.min(to, flagged);
+    for (let p = from; p < lim; p++) if (flags[p] !== 0) copy[p - from] = this.fill;
+    return copy;
+  }
+
+  /** The held run filled the window: release all but its last RELEASE_MARGIN bytes and keep context. */
+  private window(): void {
+    const run = this.run;
+    const len = this.runLen;
+    const last = run[len - 1];
+    const openEnd = last >= 0x30 && last <= 0x39;
+    const releaseTo = len - RELEASE_MARGIN;
+    this.count += this.evaluator.evaluate(run, 0, len, openEnd, this.keepBin, this.released, releaseTo);
+    this.out.push(this.maskedHeld(this.released, releaseTo, len));
+    // Restart at the first group that begins at or after len - CONTEXT.
+    let cs = len - CONTEXT;
+    while (!(run[cs] >= 0x30 && run[cs] <= 0x39 && !(run[cs - 1] >= 0x30 && run[cs - 1] <= 0x39))) cs++;
+    run.copyWithin(0, cs, len);
+    this.runLen = len - cs;
+    this.released = releaseTo - cs;
+    this.groupStart -= cs;
+  }
+}

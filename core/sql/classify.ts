@@ -1,0 +1,310 @@
+// Parse tree → policy operations. See index.ts for the semantics the policy relies on.
+//
+// The walk is generic on purpose: every object in the tree is visited, so a table or a
+// function hidden in a place this file never names (a new node type in a later PostgreSQL)
+// is still reported. Only the statement kinds and the few "target" fields are specific.
+
+import type { StatementKind, StatementQualifier } from '../policy/types.js';
+import type { AstNode } from './parser.js';
+import { COPY_FILE, COPY_PROGRAM } from './dangerous.js';
+import { functionName, qualifiedFromParts, tableName, type NameOptions, type RangeVarLike } from './names.js';
+
+/** What a statement does, without the connection (added by the caller). */
+export interface Operation {
+  statement: StatementKind;
+  qualifiers: StatementQualifier[];
+  tables: string[];
+  functions: string[];
+}
+
+/** CTE names visible at a point of the tree (lexical scope, innermost first). */
+interface Scope {
+  names: ReadonlySet<string>;
+  parent: Scope | undefined;
+}
+
+function inScope(scope: Scope | undefined, name: string): boolean {
+  for (let s = scope; s; s = s.parent) if (s.names.has(name)) return true;
+  return false;
+}
+
+/** What a walk over part of a statement found. */
+class Findings {
+  readonly tables = new Set<string>();
+  readonly functions = new Set<string>();
+  /** Operations of data-modifying statements nested in the part (CTEs, COPY (DELETE …)). */
+  readonly nested: Operation[] = [];
+}
+
+const DML = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+const TABLE_LIKE_DROPS = new Set([
+  'OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX',
+]);
+
+function isObj(v: unknown): v is AstNode {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isRangeVar(o: AstNode): boolean {
+  return typeof o.relname === 'string' && typeof o.relpersistence === 'string';
+}
+
+function isFuncCall(o: AstNode): boolean {
+  return Array.isArray(o.funcname) && typeof o.funcformat === 'string';
+}
+
+/** `[{String:{sval:'a'}}, …]` → `['a', …]`. */
+function strings(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  const out: string[] = [];
+  for (const item of list) {
+    const s = isObj(item) && isObj(item.String) ? item.String.sval : undefined;
+    if (typeof s === 'string') out.push(s);
+  }
+  return out;
+}
+
+/** The single `{ TypeName: fields }` pair of a wrapped node. */
+function unwrap(node: unknown): [string, AstNode] | undefined {
+  if (!isObj(node)) return undefined;
+  const keys = Object.keys(node);
+  if (keys.length !== 1) return undefined;
+  const fields = node[keys[0]];
+  return isObj(fields) ? [keys[0], fields] : undefined;
+}
+
+function op(statement: StatementKind, tables: Iterable<string> = [], functions: Iterable<string> = [], qualifiers: StatementQualifier[] = []): Operation {
+  return { statement, qualifiers, tables: [...tables], functions: [...functions] };
+}
+
+/** Kinds decided by the node type alone; anything not here and not handled below is `other`. */
+function kindOf(type: string, fields: AstNode): StatementKind {
+  switch (type) {
+    case 'TransactionStmt': return 'transaction';
+    case 'VariableSetStmt': case 'ConstraintsSetStmt': case 'DiscardStmt': case 'DeallocateStmt': return 'set';
+    case 'VariableShowStmt': return 'show';
+    case 'TruncateStmt': return 'truncate';
+    case 'CallStmt': return 'call';
+    case 'DoStmt': return 'do';
+    // Cursor use: the decision was made when the cursor was declared (psql's FETCH_COUNT mode).
+    case 'FetchStmt': case 'ClosePortalStmt': return 'select';
+    case 'GrantStmt': case 'GrantRoleStmt': return fields.is_grant === true ? 'grant' : 'revoke';
+    case 'AlterDefaultPrivilegesStmt': return isObj(fields.action) && fields.action.is_grant === true ? 'grant' : 'revoke';
+    case 'IndexStmt': case 'ViewStmt': case 'RuleStmt': case 'DefineStmt': case 'CompositeTypeStmt':
+    case 'ImportForeignSchemaStmt':
+      return 'create';
+    case 'RenameStmt': case 'CommentStmt': case 'SecLabelStmt': case 'ReassignOwnedStmt': return 'alter';
+  }
+  if (type.startsWith('Create')) return 'create';
+  if (type.startsWith('Alter')) return 'alter';
+  if (type.startsWith('Drop')) return 'drop';
+  return 'other';
+}
+
+/**
+ * EXPLAIN runs its statement only with ANALYZE. PostgreSQL accepts true/false/on/off/1/0 as
+ * the option's value; anything but an explicit false counts as on (the stricter reading).
+ */
+function explainAnalyzes(fields: AstNode): boolean {
+  if (!Array.isArray(fields.options)) return false;
+  let analyze = false;
+  for (const o of fields.options) {
+    const d = isObj(o) && isObj(o.DefElem) ? o.DefElem : undefined;
+    if (!d || d.defname !== 'analyze') continue;
+    const arg = unwrap(d.arg);
+    if (!arg) {
+      analyze = true;
+      continue;
+    }
+    const [t, v] = arg;
+    const off =
+      (t === 'String' && typeof v.sval === 'string' && ['false', 'off'].includes(v.sval.toLowerCase())) ||
+      (t === 'Integer' && (v.ival ?? 0) === 0) ||
+      (t === 'Boolean' && v.boolval !== true);
+    // The last occurrence wins, as in PostgreSQL.
+    analyze = !off;
+  }
+  return analyze;
+}
+
+export class StatementClassifier {
+  constructor(private readonly names: NameOptions) {}
+
+  /** Operations of one top-level (or nested) statement: its own operation first. */
+  classify(node: AstNode, scope?: Scope): Operation[] {
+    const u = unwrap(node);
+    if (!u) return [op('other')];
+    const [type, fields] = u;
+    switch (type) {
+      case 'SelectStmt': return this.select(fields, scope);
+      case 'InsertStmt': case 'UpdateStmt': case 'DeleteStmt': case 'MergeStmt': return this.dml(type, fields, scope);
+      case 'CopyStmt': return this.copy(fields, scope);
+      case 'ExplainStmt': return this.explain(fields, scope);
+      case 'PrepareStmt': case 'DeclareCursorStmt': return isObj(fields.query) ? this.classify(fields.query, scope) : [op('other')];
+      case 'CreateTableAsStmt': return this.createAs(fields, isObj(fields.into) ? fields.into.rel : undefined, scope);
+      case 'ViewStmt': return this.createAs(fields, fields.view, scope);
+      case 'ExecuteStmt': {
+        // The prepared statement's text is in the session, not here: unresolvable by design.
+        const f = this.walkAll(fields, scope);
+        return [op('other', f.tables, f.functions), ...f.nested];
+      }
+      default: return this.generic(type, fields, scope);
+    }
+  }
+
+  private select(fields: AstNode, scope: Scope | undefined): Operation[] {
+    const into = isObj(fields.intoClause) && isObj(fields.intoClause.rel) ? fields.intoClause.rel : undefined;
+    const f = this.walkAll(fields, scope, into ? new Set(['intoClause']) : undefined);
+    if (into) {
+      // SELECT … INTO creates a table from what it reads.
+      return [op('create', [this.table(into)], f.functions), op('select', f.tables), ...f.nested];
+    }
+    return [op('select', f.tables, f.functions), ...f.nested];
+  }
+
+  private dml(type: string, fields: AstNode, scope: Scope | undefined): Operation[] {
+    const kind: StatementKind = type === 'InsertStmt' ? 'insert' : type === 'UpdateStmt' ? 'update' : type === 'DeleteStmt' ? 'delete' : 'merge';
+    const target = isObj(fields.relation) ? this.table(fields.relation) : undefined;
+    const qualifiers: StatementQualifier[] = [];
+    // Only a missing WHERE counts: `WHERE true` is a deliberate choice the agent wrote down.
+    if (kind === 'delete' && fields.whereClause === undefined) qualifiers.push('delete-without-where');
+    if (kind === 'update' && fields.whereClause === undefined) qualifiers.push('update-without-where');
+    // The target is written, never a CTE (PostgreSQL resolves DML targets to real tables).
+    const f = this.walkAll(fields, scope, new Set(['relation']));
+    const reads = new Set(f.tables);
+    // RETURNING hands the target's rows back: that is a read of it.
+    if (target && isObj(fields.returningClause)) reads.add(target);
+    const ops = [op(kind, target ? [target] : [], f.functions, qualifiers)];
+    if (reads.size > 0) ops.push(op('select', reads));
+    if (kind === 'insert' && isObj(fields.onConflictClause) && fields.onConflictClause.action === 'ONCONFLICT_UPDATE' && target) {
+      ops.push(op('update', [target]));
+    }
+    ops.push(...f.nested);
+    return ops;
+  }
+
+  private copy(fields: AstNode, scope: Scope | undefined): Operation[] {
+    const kind: StatementKind = fields.is_from === true ? 'copy-from' : 'copy-to';
+    const f = this.walkAll(fields, scope, new Set(['relation']));
+    const tables = new Set<string>();
+    if (isObj(fields.relation)) tables.add(this.table(fields.relation));
+    // COPY (SELECT …) TO reads what its query reads.
+    for (const t of f.tables) tables.add(t);
+    const functions = new Set(f.functions);
+    if (fields.is_program === true) functions.add(COPY_PROGRAM);
+    else if (typeof fields.filename === 'string') functions.add(COPY_FILE);
+    return [op(kind, tables, functions), ...f.nested];
+  }
+
+  private explain(fields: AstNode, scope: Scope | undefined): Operation[] {
+    if (!isObj(fields.query)) return [op('other')];
+    const inner = this.classify(fields.query, scope);
+    if (explainAnalyzes(fields)) return inner;
+    // Plain EXPLAIN plans but does not run: it reveals only what it plans over.
+    const tables = new Set<string>();
+    const functions = new Set<string>();
+    for (const o of inner) {
+      for (const t of o.tables) tables.add(t);
+      for (const fn of o.functions) functions.add(fn);
+    }
+    return [op('select', tables, functions)];
+  }
+
+  /** CREATE TABLE AS / CREATE MATERIALIZED VIEW / CREATE VIEW: creates one relation from a query. */
+  private createAs(fields: AstNode, rel: unknown, scope: Scope | undefined): Operation[] {
+    const f = this.walkAll(fields, scope, new Set(['into', 'view']));
+    const ops = [op('create', isObj(rel) ? [this.table(rel)] : [], f.functions)];
+    if (f.tables.size > 0) ops.push(op('select', f.tables));
+    ops.push(...f.nested);
+    return ops;
+  }
+
+  private generic(type: string, fields: AstNode, scope: Scope | undefined): Operation[] {
+    const kind = kindOf(type, fields);
+    const f = this.walkAll(fields, scope);
+    const tables = new Set(f.tables);
+    if (type === 'DropStmt' && Array.isArray(fields.objects)) {
+      const removeType = String(fields.removeType);
+      for (const o of fields.objects) {
+        if (TABLE_LIKE_DROPS.has(removeType) && isObj(o) && isObj(o.List)) {
+          const name = qualifiedFromParts(strings(o.List.items), this.names);
+          if (name) tables.add(name);
+        } else if (removeType === 'OBJECT_SCHEMA') {
+          for (const s of strings([o])) tables.add(`${s}.*`);
+        }
+      }
+    }
+    if (type === 'GrantStmt' && fields.targtype === 'ACL_TARGET_ALL_IN_SCHEMA') {
+      for (const s of strings(fields.objects)) tables.add(`${s}.*`);
+    }
+    return [op(kind, tables, f.functions), ...f.nested];
+  }
+
+  private table(rv: AstNode): string {
+    return tableName(rv as RangeVarLike, this.names);
+  }
+
+  /** Walks every field of a statement except `skip`, honouring its WITH clause. */
+  private walkAll(fields: AstNode, scope: Scope | undefined, skip?: ReadonlySet<string>): Findings {
+    const found = new Findings();
+    this.walkFields(fields, found, scope, skip);
+    return found;
+  }
+
+  private walkFields(fields: AstNode, found: Findings, scope: Scope | undefined, skip?: ReadonlySet<string>): void {
+    let inner = scope;
+    const wc = fields.withClause;
+    if (isObj(wc) && Array.isArray(wc.ctes)) {
+      const ctes: Array<{ name: string; query: unknown }> = [];
+      for (const c of wc.ctes) {
+        const cte = isObj(c) && isObj(c.CommonTableExpr) ? c.CommonTableExpr : undefined;
+        if (cte && typeof cte.ctename === 'string') ctes.push({ name: cte.ctename, query: cte.ctequery });
+      }
+      const all = new Set(ctes.map((c) => c.name));
+      // Without RECURSIVE a CTE sees only the CTEs before it: `WITH cards AS (SELECT * FROM cards)`
+      // reads the real table, and must be reported as such.
+      const visible = new Set<string>();
+      for (const c of ctes) {
+        const cteScope: Scope = { names: wc.recursive === true ? all : new Set(visible), parent: scope };
+        this.walkNode(c.query, found, cteScope);
+        visible.add(c.name);
+      }
+      inner = { names: all, parent: scope };
+    }
+    for (const key of Object.keys(fields)) {
+      if (key === 'withClause' || skip?.has(key)) continue;
+      this.walkNode(fields[key], found, inner);
+    }
+  }
+
+  private walkNode(v: unknown, found: Findings, scope: Scope | undefined): void {
+    if (Array.isArray(v)) {
+      for (const item of v) this.walkNode(item, found, scope);
+      return;
+    }
+    if (!isObj(v)) return;
+    const u = unwrap(v);
+    if (u && DML.has(u[0])) {
+      // A data-modifying statement inside another (CTE, COPY (…) TO, rule action): its own operations.
+      found.nested.push(...this.classify(v, scope));
+      return;
+    }
+    if (u && (u[0] === 'SelectStmt' || u[0] === 'RangeVar' || u[0] === 'FuncCall')) {
+      this.walkObject(u[1], found, scope);
+      return;
+    }
+    this.walkObject(v, found, scope);
+  }
+
+  private walkObject(o: AstNode, found: Findings, scope: Scope | undefined): void {
+    if (isRangeVar(o)) {
+      const rel = o.relname as string;
+      const qualified = typeof o.schemaname === 'string' && o.schemaname !== '';
+      if (qualified || !inScope(scope, rel)) found.tables.add(this.table(o));
+      return;
+    }
+    if (isFuncCall(o)) found.functions.add(functionName(strings(o.funcname)));
+    this.walkFields(o, found, scope);
+  }
+}

@@ -1,0 +1,224 @@
+// One plain (non-upgrade) request: admit → forward with the real credential →
+// mask the response as it streams → audit. Watches and log follows stream for as
+// long as both ends stay; a client that goes away aborts the upstream request.
+
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../../core/log.js';
+import type { AuditSink } from '../../core/audit/types.js';
+import { maskValue } from '../../core/mask/value.js';
+import { optionsFromSpec } from '../../core/mask/options.js';
+import type { MaskOptions } from '../../core/mask/options.js';
+import { admit } from './admit.js';
+import type { AdmitDeps } from './admit.js';
+import { buildEvent } from './audit-event.js';
+import type { AuditContext } from './audit-event.js';
+import { codeClass, groupLabel, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
+import { planBody } from './response-body.js';
+import { sendStatus, status } from './status.js';
+import type { StatusObject } from './status.js';
+import type { Upstream } from './upstream.js';
+
+/** The API server's own limit on a request body is 3 MiB; we hold bodies to audit them. */
+export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
+const RESPONSE_OBJECT_LIMIT = 1024 * 1024;
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'audit-id']);
+
+export interface ForwardDeps extends AdmitDeps {
+  upstream: () => Upstream;
+  audit: AuditSink;
+  log: Logger;
+  cluster: string;
+  level: 'Metadata' | 'Request' | 'RequestResponse';
+}
+
+function isStreaming(verb: string, subresource: string, url: string): boolean {
+  return verb === 'watch' || (subresource === 'log' && /[?&]follow=(true|1)\b/.test(url));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | StatusObject> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_REQUEST_BODY) return status(413, 'BadRequest', `agentgate: request body larger than ${MAX_REQUEST_BODY} bytes`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function auditableBody(body: Buffer, contentType: string | undefined, opts: MaskOptions): unknown {
+  if (body.length === 0) return undefined;
+  if (/json/i.test(contentType ?? '')) {
+    try {
+      return maskValue(JSON.parse(body.toString('utf8')) as unknown, opts);
+    } catch {
+      // fall through: recorded as masked text
+    }
+  }
+  return maskValue(body.toString('utf8'), opts);
+}
+
+export async function forward(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): Promise<void> {
+  const ctx: AuditContext = { auditID: randomUUID(), received: new Date(), req, cluster: deps.cluster, level: deps.level };
+  const t0 = process.hrtime.bigint();
+  res.setHeader('Audit-Id', ctx.auditID);
+  let verb = (req.method ?? '').toLowerCase();
+  let group = 'non-resource';
+  let decisionLabel = 'deny';
+
+  const finish = (code: number, extra: Parameters<typeof buildEvent>[3] = {}, timed = true) => {
+    requestsTotal.inc({ verb, group, decision: decisionLabel, code: codeClass(code) });
+    if (timed) requestDuration.observe({ verb }, Number(process.hrtime.bigint() - t0) / 1e9);
+    try {
+      deps.audit.append(buildEvent(ctx, 'ResponseComplete', code, extra));
+    } catch (err) {
+      deps.log.error({ err: (err as Error).message, auditID: ctx.auditID }, 'audit append failed');
+    }
+  };
+  const refuse = (s: StatusObject) => {
+    sendStatus(res, s);
+    finish(s.code, { message: s.message });
+  };
+
+  const a = await admit(req, deps);
+  ctx.identity = a.identity;
+  ctx.request = a.request;
+  ctx.decision = a.decision;
+  if (a.impersonated) ctx.impersonated = a.impersonated;
+  if (a.request) {
+    verb = a.request.verb;
+    group = groupLabel(a.request.apiGroup, a.request.nonResource);
+  }
+  if (a.decision) decisionLabel = a.decision.action;
+  if (!a.ok) {
+    req.resume();
+    return refuse(a.status);
+  }
+  decisionLabel = a.decision.enforced ? a.decision.action : 'allow';
+  const request = a.request;
+  const opts = optionsFromSpec(a.policy.masking);
+
+  let body: Buffer | undefined;
+  if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+    const b = await readBody(req);
+    if (!Buffer.isBuffer(b)) return refuse(b);
+    body = b;
+  }
+  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts) : undefined;
+
+  const streaming = isStreaming(request.verb, request.subresource, req.url ?? '');
+  const upstream = deps.upstream();
+  const abort = new AbortController();
+  let clientGone = false;
+  res.on('close', () => {
+    if (!res.writableFinished) {
+      clientGone = true;
+      abort.abort();
+    }
+  });
+
+  const send = () =>
+    upstream.dispatcher.request({
+      path: req.url ?? '/',
+      method: (req.method ?? 'GET') as 'GET',
+      headers: a.headers,
+      body: body && body.length ? body : null,
+      signal: abort.signal,
+    });
+  let up;
+  try {
+    up = await send();
+    if (up.statusCode === 401) {
+      // The pod's token may have rotated since we last read it: re-read once and retry.
+      if (await upstream.recheck()) {
+        up.body.resume();
+        a.headers.authorization = upstream.authorization;
+        up = await send();
+      }
+    }
+  } catch (err) {
+    if (clientGone) return finish(499, { message: 'client closed the request', requestObject });
+    const msg = (err as Error).message;
+    deps.log.warn({ err: msg, upstream: upstream.url.origin }, 'upstream unreachable');
+    const s = status(503, 'ServiceUnavailable', `agentgate: the Kubernetes API server (${upstream.url.origin}) is unavailable: ${msg}`);
+    sendStatus(res, s, { 'retry-after': '1' });
+    return finish(503, { message: s.message, requestObject });
+  }
+  ctx.upstreamAuditId = typeof up.headers['audit-id'] === 'string' ? up.headers['audit-id'] : undefined;
+
+  const contentType = up.headers['content-type'] as string | undefined;
+  const empty = req.method === 'HEAD' || up.statusCode === 204 || up.statusCode === 304 || up.headers['content-length'] === '0';
+  const plan = empty ? undefined : planBody(request, contentType, a.policy.masking.secrets, opts);
+  if (plan?.kind === 'refuse') {
+    up.body.destroy();
+    refusedBodies.inc({ why: 'content-type' });
+    deps.log.warn({ auditID: ctx.auditID, why: plan.why }, 'upstream response refused');
+    return refuse(status(502, 'InternalError', `agentgate: ${plan.why}; responses are only passed on masked, so this one was refused`));
+  }
+
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+  headers['audit-id'] = ctx.auditID;
+  if (empty) {
+    if (up.headers['content-length'] !== undefined) headers['content-length'] = String(up.headers['content-length']);
+    res.writeHead(up.statusCode, headers);
+    res.end();
+    up.body.resume();
+    return finish(up.statusCode, { requestObject });
+  }
+
+  const masker = (plan as { masker: import('../../core/mask/text.js').StreamMasker }).masker;
+  res.writeHead(up.statusCode, headers);
+  if (streaming) {
+    openWatches.inc();
+    deps.audit.append(buildEvent(ctx, 'ResponseStarted', up.statusCode));
+  }
+  const keep = deps.level === 'RequestResponse' && !streaming ? ([] as Buffer[]) : undefined;
+  let kept = 0;
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let failure: string | undefined;
+  try {
+    for await (const chunk of up.body) {
+      bytesIn += (chunk as Buffer).length;
+      const out = masker.write(chunk as Buffer);
+      if (out.length) {
+        bytesOut += out.length;
+        if (keep && kept < RESPONSE_OBJECT_LIMIT) {
+          keep.push(out);
+          kept += out.length;
+        }
+        if (!res.write(out)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+        if (clientGone) break;
+      }
+    }
+    if (!clientGone) {
+      const tail = masker.end();
+      bytesOut += tail.length;
+      keep?.push(tail);
+      res.end(tail);
+    }
+  } catch (err) {
+    if (!clientGone) {
+      failure = (err as Error).message;
+      refusedBodies.inc({ why: 'unmaskable' });
+      deps.log.warn({ auditID: ctx.auditID, err: failure }, 'response could not be masked; connection cut');
+      res.destroy();
+    }
+  } finally {
+    if (streaming) openWatches.dec();
+    if (clientGone) up.body.destroy();
+  }
+  let responseObject: unknown;
+  if (keep && kept < RESPONSE_OBJECT_LIMIT) {
+    try {
+      responseObject = JSON.parse(Buffer.concat(keep).toString('utf8'));
+    } catch {
+      responseObject = undefined;
+    }
+  }
+  const code = failure ? 502 : up.statusCode;
+  finish(code, { requestObject, responseObject, bytesIn, bytesOut, ...(failure ? { message: `agentgate: response cut, it could not be masked: ${failure}` } : clientGone ? { message: 'client closed the stream' } : {}) }, !streaming);
+}

@@ -1,0 +1,46 @@
+// Errors in the shape every Kubernetes client understands: a `Status` object, so
+// kubectl prints `Error from server (Forbidden): …` and client libraries raise
+// their usual typed errors.
+
+import type { ServerResponse } from 'node:http';
+import type { KubeRequest } from '../../core/policy/types.js';
+
+export type StatusReason =
+  | 'Unauthorized' | 'Forbidden' | 'BadRequest' | 'NotFound' | 'ServiceUnavailable' | 'InternalError'
+  | 'MethodNotAllowed' | 'NotAcceptable' | 'UnsupportedMediaType' | 'Timeout';
+
+export interface StatusObject {
+  kind: 'Status';
+  apiVersion: 'v1';
+  metadata: Record<string, never>;
+  status: 'Failure';
+  message: string;
+  reason: StatusReason;
+  details?: { name?: string; group?: string; kind?: string };
+  code: number;
+}
+
+export function status(code: number, reason: StatusReason, message: string, request?: KubeRequest): StatusObject {
+  const s: StatusObject = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+  if (request && !request.nonResource && (request.name || request.resource)) {
+    s.details = { ...(request.name ? { name: request.name } : {}), group: request.apiGroup, kind: request.resource };
+  }
+  return s;
+}
+
+export function sendStatus(res: ServerResponse, s: StatusObject, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(s);
+  res.writeHead(s.code, { ...headers, 'content-type': 'application/json', 'cache-control': 'no-cache, private', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** `pods "web"` / `pods` / `/version`, as the API server names the target in a forbidden message. */
+export function targetPhrase(r: KubeRequest): string {
+  if (r.nonResource) return `${r.path}`;
+  const res = `${r.resource}${r.apiGroup ? `.${r.apiGroup}` : ''}${r.subresource ? `/${r.subresource}` : ''}`;
+  return r.name ? `${res} "${r.name}"` : res;
+}

@@ -1,0 +1,298 @@
+// One PostgreSQL connection of the sidecar config: a loopback listener that takes
+// clients through startup and authentication, opens the upstream connection with
+// the real credentials, and hands both sockets to a Session. Cancel requests are
+// answered the PgBouncer way: every client gets a random key from the proxy, and a
+// cancel with that key opens a new upstream connection carrying the server's key.
+
+import net from 'node:net';
+import crypto from 'node:crypto';
+import type { Identity } from '../../core/identity.js';
+import type { AuditSink } from '../../core/audit/types.js';
+import type { PolicySource } from '../../core/policy/types.js';
+import type { Logger } from '../../core/log.js';
+import { authenticationRequest, backendKeyData, cancelRequest, errorResponse, parameterStatus, readyForQuery, ProtocolError } from './wire.js';
+import type { PgErrorFields } from './wire.js';
+import { readStartup, readPassword, upstreamParams } from './client-startup.js';
+import { UpstreamError, connectUpstream, openTransport, runSetupQuery } from './upstream.js';
+import type { UpstreamTarget } from './upstream.js';
+import { Session } from './session.js';
+import type { SqlClassifier } from './decide.js';
+import type { TextMasker } from './result-mask.js';
+import { boundMetrics } from './metrics.js';
+import type { BoundMetrics } from './metrics.js';
+
+/** How clients prove who they are: `trust` (anyone on loopback is the pod) or `token`. */
+export interface ClientAuthenticator {
+  mode: 'trust' | 'token';
+  /** The identity of a trusted loopback client (the pod's). */
+  trusted(): Identity;
+  /** Checks the password of `token` mode (local agent token or OIDC JWT); undefined when refused. */
+  verify(password: string): Promise<Identity | undefined>;
+}
+
+export interface PgListenerOptions {
+  name: string;
+  host: string;
+  port: number;
+  upstream: UpstreamTarget;
+  /** The upstream password (the password file, re-read when it changes). */
+  password(): Promise<string>;
+  maxMessageBytes: number;
+}
+
+export interface PgProxyDeps {
+  policy: PolicySource;
+  classifier: SqlClassifier;
+  masker: TextMasker;
+  audit: AuditSink;
+  log: Logger;
+  auth: ClientAuthenticator;
+}
+
+interface Live {
+  session?: Session;
+  client: net.Socket;
+  serverPid: number;
+  serverSecret: number;
+}
+
+export class PgListener {
+  private server?: net.Server;
+  private readonly live = new Map<string, Live>();
+  private readonly sockets = new Set<net.Socket>();
+  private readonly metrics: BoundMetrics;
+  private draining = false;
+  private starredCache?: { key: string; at: number; set: ReadonlySet<string> };
+
+  constructor(
+    readonly options: PgListenerOptions,
+    private readonly deps: PgProxyDeps,
+  ) {
+    this.metrics = boundMetrics(options.name);
+  }
+
+  get listening(): boolean {
+    return this.server?.listening ?? false;
+  }
+
+  get port(): number {
+    return (this.server?.address() as net.AddressInfo | null)?.port ?? this.options.port;
+  }
+
+  get activeSessions(): number {
+    return this.live.size;
+  }
+
+  listen(): Promise<void> {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (sock) => this.accept(sock));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new Error(`postgres connection "${this.options.name}": cannot listen on ${this.options.host}:${this.options.port}: ${err.message}`)));
+      server.listen(this.options.port, this.options.host, () => resolve());
+    });
+  }
+
+  /** Stops accepting; open sessions finish the statement in flight, then close. Resolves when all are gone or at the deadline. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    this.server?.close();
+    for (const l of this.live.values()) l.session?.drain();
+    const deadline = Date.now() + timeoutMs;
+    while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    await this.drain(0);
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.draining) {
+      client.destroy();
+      return;
+    }
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    client.setNoDelay(true);
+    client.on('error', () => {});
+    this.handshake(client).catch((err: Error) => {
+      this.deps.log.debug({ connection: this.options.name, err: err.message }, 'client startup failed');
+      client.destroy();
+    });
+  }
+
+  private async handshake(client: net.Socket): Promise<void> {
+    const name = this.options.name;
+    const startup = await readStartup(client).catch((err: Error) => {
+      if (err instanceof ProtocolError && !client.destroyed) client.end(errorResponse({ severity: 'FATAL', code: '08P01', message: `agentgate: ${err.message}` }));
+      throw err;
+    });
+    if (startup.kind === 'cancel') {
+      client.destroy();
+      await this.cancel(startup.pid, startup.secret);
+      return;
+    }
+    const reject = (e: PgErrorFields) => {
+      client.end(errorResponse(e));
+      // A client that never closes its side must not hold the socket (or a drain) open.
+      setTimeout(() => client.destroy(), 1000).unref();
+    };
+    const { pass, refused } = upstreamParams(startup.params);
+    if (refused) return reject({ severity: 'FATAL', code: '28000', message: `agentgate: ${refused}` });
+
+    let identity: Identity;
+    let rest = startup.rest;
+    if (this.deps.auth.mode === 'token') {
+      const got = await readPassword(client, rest);
+      rest = got.rest;
+      const who = await this.deps.auth.verify(got.password).catch(() => undefined);
+      if (!who) {
+        this.auditFailure(client, 'authentication-failed', '28P01', 'client password is neither the agent token nor a valid OIDC token');
+        return reject({
+          severity: 'FATAL',
+          code: '28P01',
+          message: `agentgate: connection "${name}": authentication failed: the password must be this pod's agent token or a valid OIDC token`,
+        });
+      }
+      identity = who;
+    } else {
+      identity = this.deps.auth.trusted();
+    }
+
+    let up;
+    try {
+      up = await connectUpstream(this.options.upstream, this.options.password, pass);
+    } catch (err) {
+      const e = err instanceof UpstreamError ? err : new UpstreamError((err as Error).message, '08006', 'connect');
+      this.metrics.connectError(e.reason);
+      this.deps.log.warn({ connection: name, reason: e.reason, err: e.message }, 'upstream connection failed');
+      this.auditFailure(client, 'upstream-connect-failed', e.sqlstate, e.message, identity);
+      const msg =
+        e.reason === 'auth'
+          ? `agentgate: connection "${name}": the database refused the sidecar's credentials: ${e.message}`
+          : `agentgate: connection "${name}": cannot reach the database: ${e.message}`;
+      return reject({ severity: 'FATAL', code: e.reason === 'auth' ? '08004' : e.sqlstate.startsWith('08') ? e.sqlstate : '08006', message: msg, detail: e.reason === 'auth' ? `upstream SQLSTATE ${e.sqlstate}` : undefined });
+    }
+    if (client.destroyed) {
+      up.socket.destroy();
+      return;
+    }
+
+    let starred: ReadonlySet<string>;
+    let serverRest = up.rest;
+    try {
+      const r = await this.starredColumns(up.socket);
+      starred = r.set;
+      if (r.rest.length) serverRest = Buffer.concat([serverRest, r.rest]);
+    } catch (err) {
+      up.socket.destroy();
+      return reject({ severity: 'FATAL', code: '08006', message: `agentgate: connection "${name}": cannot resolve the masked columns: ${(err as Error).message}` });
+    }
+
+    // Our own key for the client; the server's stays here.
+    let pid: number;
+    let secret: number;
+    let key: string;
+    do {
+      pid = crypto.randomInt(1, 0x7fffffff);
+      secret = crypto.randomInt(-0x80000000, 0x7fffffff);
+      key = `${pid}:${secret}`;
+    } while (this.live.has(key));
+    const entry: Live = { client, serverPid: up.pid, serverSecret: up.secret };
+    this.live.set(key, entry);
+
+    const hello: Buffer[] = [authenticationRequest(0)];
+    for (const [k, v] of up.parameters) hello.push(parameterStatus(k, v));
+    hello.push(...up.notices);
+    hello.push(backendKeyData(pid, secret), readyForQuery(up.status));
+    client.write(Buffer.concat(hello));
+
+    const session = new Session(client, up.socket, {
+      connection: name,
+      identity,
+      sessionId: crypto.randomUUID(),
+      clientAddress: client.remoteAddress ?? '',
+      applicationName: startup.params.get('application_name'),
+      policy: this.deps.policy,
+      classifier: this.deps.classifier,
+      masker: this.deps.masker,
+      audit: this.deps.audit,
+      metrics: this.metrics,
+      log: this.deps.log,
+      starred,
+      maxMessageBytes: this.options.maxMessageBytes,
+      cancelUpstream: () => void this.sendCancel(up.pid, up.secret),
+    });
+    entry.session = session;
+    this.metrics.active.inc();
+    this.sockets.add(up.socket);
+    up.socket.once('close', () => this.sockets.delete(up.socket));
+    session.onClose = () => {
+      this.live.delete(key);
+      this.metrics.active.dec();
+    };
+    session.start(rest, serverRest);
+    if (this.draining) session.drain();
+  }
+
+  private auditFailure(client: net.Socket, event: string, sqlstate: string, detail: string, identity?: Identity): void {
+    const now = new Date().toISOString();
+    try {
+      this.deps.audit.append({
+        auditID: crypto.randomUUID(),
+        stage: 'ResponseComplete',
+        verb: event,
+        user: identity ? { username: identity.subject, groups: identity.groups } : undefined,
+        pod: identity?.pod,
+        sourceIPs: [client.remoteAddress ?? ''],
+        requestReceivedTimestamp: now,
+        stageTimestamp: now,
+        protocol: 'postgres',
+        connection: this.options.name,
+        event,
+        sqlstate,
+        responseStatus: { message: this.deps.masker.maskText(detail) },
+      });
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message }, 'audit append failed');
+    }
+  }
+
+  private async cancel(pid: number, secret: number): Promise<void> {
+    const l = this.live.get(`${pid}:${secret}`);
+    // Unknown keys are ignored silently, as PostgreSQL does.
+    if (!l || !l.session?.busy) return;
+    await this.sendCancel(l.serverPid, l.serverSecret);
+  }
+
+  private async sendCancel(pid: number, secret: number): Promise<void> {
+    try {
+      const sock = await openTransport(this.options.upstream);
+      sock.end(cancelRequest(pid, secret));
+      sock.on('error', () => {});
+      sock.resume();
+    } catch (err) {
+      this.deps.log.warn({ connection: this.options.name, err: (err as Error).message }, 'cancel request could not reach the server');
+    }
+  }
+
+  /** `spec.masking.columns` as `tableOid:attnum`, cached for a few seconds per listener. */
+  private async starredColumns(sock: net.Socket): Promise<{ set: ReadonlySet<string>; rest: Buffer }> {
+    const columns = this.deps.policy.current().masking?.columns ?? [];
+    if (columns.length === 0) return { set: NONE, rest: Buffer.alloc(0) };
+    const key = columns.join('\n');
+    const c = this.starredCache;
+    if (c && c.key === key && Date.now() - c.at < 10_000) return { set: c.set, rest: Buffer.alloc(0) };
+    const list = columns.map((s) => `'${s.replace(/'/g, "''")}'`).join(',');
+    const sql =
+      'select a.attrelid::int8, a.attnum from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid ' +
+      'join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
+      `where not a.attisdropped and a.attnum > 0 and n.nspname || '.' || c.relname || '.' || a.attname = any (array[${list}])`;
+    const { rows, rest } = await runSetupQuery(sock, sql, this.options.upstream.connectTimeoutMs);
+    const set = new Set(rows.map((r) => `${r[0]}:${r[1]}`));
+    this.starredCache = { key, at: Date.now(), set };
+    return { set, rest };
+  }
+}
+
+const NONE: ReadonlySet<string> = new Set();

@@ -1,0 +1,322 @@
+// Masking of what the server returns: DataRow values (text and binary formats),
+// COPY data, error and notice fields, NOTIFY payloads. A byte scan decides first
+// whether a message can hold a PAN at all (a run of at least 12 digits, separators
+// allowed); messages without one are forwarded untouched, so rows without card
+// data cost one pass over their bytes and no allocation.
+
+import { B, ProtocolError, readCString } from './wire.js';
+
+/** What the proxy needs from the masker (core/mask). */
+export interface TextMasker {
+  /** The masked text, or the same string when nothing was found. `digitFill` replaces masked digits ('0' for number columns). */
+  maskText(text: string, digitFill?: string): string;
+  /** Masks a JSON document's text: PANs in strings and numbers, card-data fields. */
+  maskJson(text: string): string;
+}
+
+/** Shortest digit run the masker could call a PAN; a superset filter, never a decision. */
+const MIN_DIGITS = 12;
+
+/** True when bytes [start, end) contain a run of MIN_DIGITS digits, allowing single separators between them. */
+export function mayHoldPan(buf: Buffer, start: number, end: number): boolean {
+  let digits = 0;
+  let seps = 0;
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits >= MIN_DIGITS) return true;
+      seps = 0;
+    } else if ((c === 0x20 || c === 0x2d || c === 0x2e || c === 0x2f || c === 0x5f) && ++seps < 3) {
+      // space - . / _ : a PAN may be written in groups
+    } else {
+      digits = 0;
+      seps = 0;
+    }
+  }
+  return false;
+}
+
+// Type OIDs (pg_type.dat) the masker treats specially.
+const INT8 = 20;
+const NUMERIC = 1700;
+const JSON_OID = 114;
+const JSONB = 3802;
+/** Text output of these is digits only: masked digits become '0' so drivers still parse it. */
+const NUMBER_TYPES = new Set([20, 21, 23, 26, 700, 701, 1700, 790, 1016, 1005, 1007, 1231, 1021, 1022]);
+/** Binary output of these is their text (jsonb: version byte + text). */
+const BINARY_TEXT_TYPES = new Set([25, 1043, 1042, 19, 18, 114, 142, 705, 3802]);
+
+export const enum Col {
+  /** Nothing to do (binary fixed-width types that cannot hold 12 digits). */
+  Skip,
+  Text,
+  NumberText,
+  JsonText,
+  BinaryJsonb,
+  BinaryInt8,
+  BinaryNumeric,
+  Star,
+  StarNumber,
+  StarBinary,
+}
+
+export interface ColumnInfo {
+  tableOid: number;
+  column: number;
+  typeOid: number;
+  format: number;
+}
+
+export interface RowPlan {
+  cols: Col[];
+  /** Some column must be looked at even when the byte scan finds no digit run. */
+  always: boolean;
+}
+
+/** Parses RowDescription into column infos (formats as the server reported them). */
+export function parseRowDescription(buf: Buffer, start: number, end: number): ColumnInfo[] {
+  let p = start + 5;
+  const n = buf.readInt16BE(p);
+  p += 2;
+  const cols: ColumnInfo[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const [, next] = readCString(buf, p, end);
+    p = next;
+    if (p + 18 > end) throw new ProtocolError('truncated RowDescription');
+    cols[i] = { tableOid: buf.readUInt32BE(p), column: buf.readInt16BE(p + 4), typeOid: buf.readUInt32BE(p + 6), format: buf.readInt16BE(p + 16) };
+    p += 18;
+  }
+  return cols;
+}
+
+/**
+ * The per-column work for a result. `formats` (from the client's Bind) override the
+ * RowDescription's; `starred` holds `tableOid:column` keys of `spec.masking.columns`.
+ */
+export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starred: ReadonlySet<string>): RowPlan {
+  let always = false;
+  const plan = cols.map((c, i) => {
+    const fmt = formats === undefined ? c.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0] : formats[i] ?? 0;
+    const number = NUMBER_TYPES.has(c.typeOid);
+    if (starred.size && c.tableOid && starred.has(`${c.tableOid}:${c.column}`)) {
+      always = true;
+      return fmt === 1 ? Col.StarBinary : number ? Col.StarNumber : Col.Star;
+    }
+    if (fmt === 1) {
+      if (c.typeOid === INT8) return (always = true), Col.BinaryInt8;
+      if (c.typeOid === NUMERIC) return (always = true), Col.BinaryNumeric;
+      if (c.typeOid === JSONB) return Col.BinaryJsonb;
+      // Unknown binary types are scanned as bytes: an ASCII PAN inside is still found.
+      return BINARY_TEXT_TYPES.has(c.typeOid) ? Col.Text : Col.Text;
+    }
+    if (c.typeOid === JSON_OID || c.typeOid === JSONB) return Col.JsonText;
+    return number ? Col.NumberText : Col.Text;
+  });
+  return { cols: plan, always };
+}
+
+/** A plan for rows whose description is unknown: every value is scanned as text. */
+export const UNKNOWN_ROW: RowPlan = { cols: [], always: false };
+
+/**
+ * Masks one DataRow frame [start, end) of `buf`. Returns undefined when the frame
+ * goes out unchanged, else the replacement frame.
+ */
+export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPlan, masker: TextMasker): Buffer | undefined {
+  if (!plan.always && !mayHoldPan(buf, start + 7, end)) return undefined;
+  const n = buf.readInt16BE(start + 5);
+  let p = start + 7;
+  let out: (Buffer | null)[] | undefined;
+  for (let i = 0; i < n; i++) {
+    if (p + 4 > end) throw new ProtocolError('truncated DataRow');
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len < 0) {
+      if (out) out.push(null);
+      continue;
+    }
+    if (p + len > end) throw new ProtocolError('truncated DataRow');
+    const kind = i < plan.cols.length ? plan.cols[i] : Col.Text;
+    const replaced = maskValue(buf, p, p + len, kind, masker);
+    if (replaced !== undefined && !out) {
+      // First change in this row: copy the values before it as views.
+      out = [];
+      let q = start + 7;
+      for (let j = 0; j < i; j++) {
+        const l = buf.readInt32BE(q);
+        q += 4;
+        out.push(l < 0 ? null : buf.subarray(q, q + l));
+        if (l > 0) q += l;
+      }
+    }
+    if (out) out.push(replaced ?? buf.subarray(p, p + len));
+    p += len;
+  }
+  if (!out) return undefined;
+  let size = 7;
+  for (const v of out) size += 4 + (v ? v.length : 0);
+  const msg = Buffer.allocUnsafe(size);
+  msg[0] = B.DataRow;
+  msg.writeInt32BE(size - 1, 1);
+  msg.writeInt16BE(n, 5);
+  let w = 7;
+  for (const v of out) {
+    if (v === null) {
+      msg.writeInt32BE(-1, w);
+      w += 4;
+    } else {
+      msg.writeInt32BE(v.length, w);
+      v.copy(msg, w + 4);
+      w += 4 + v.length;
+    }
+  }
+  return msg;
+}
+
+function maskValue(buf: Buffer, start: number, end: number, kind: Col, masker: TextMasker): Buffer | undefined {
+  switch (kind) {
+    case Col.Skip:
+      return undefined;
+    case Col.Text:
+    case Col.NumberText:
+    case Col.JsonText: {
+      if (!mayHoldPan(buf, start, end) && kind !== Col.JsonText) return undefined;
+      const text = buf.toString('utf8', start, end);
+      const masked = kind === Col.JsonText ? maskJsonSafe(text, masker) : masker.maskText(text, kind === Col.NumberText ? '0' : undefined);
+      return masked === text ? undefined : Buffer.from(masked, 'utf8');
+    }
+    case Col.BinaryJsonb: {
+      const text = buf.toString('utf8', start + 1, end);
+      const masked = maskJsonSafe(text, masker);
+      return masked === text ? undefined : Buffer.concat([buf.subarray(start, start + 1), Buffer.from(masked, 'utf8')]);
+    }
+    case Col.BinaryInt8: {
+      if (end - start !== 8) return undefined;
+      const v = buf.readBigInt64BE(start);
+      const text = v.toString();
+      const masked = masker.maskText(text, '0');
+      if (masked === text) return undefined;
+      const b = Buffer.allocUnsafe(8);
+      b.writeBigInt64BE(BigInt(masked));
+      return b;
+    }
+    case Col.BinaryNumeric: {
+      const text = decodeNumeric(buf, start, end);
+      if (text === undefined) return undefined;
+      const masked = masker.maskText(text, '0');
+      return masked === text ? undefined : encodeNumeric(masked, buf.readInt16BE(start + 6));
+    }
+    case Col.Star: {
+      const text = buf.toString('utf8', start, end);
+      return Buffer.from('*'.repeat([...text].length), 'utf8');
+    }
+    case Col.StarNumber: {
+      const b = Buffer.from(buf.subarray(start, end));
+      for (let i = 0; i < b.length; i++) if (b[i] >= 0x30 && b[i] <= 0x39) b[i] = 0x30;
+      return b;
+    }
+    case Col.StarBinary:
+      return Buffer.alloc(end - start);
+  }
+}
+
+// JSON that fails to parse (it is always valid from the server, but a json column
+// keeps the input text as-is) is still masked as plain text.
+function maskJsonSafe(text: string, masker: TextMasker): string {
+  try {
+    return masker.maskJson(text);
+  } catch {
+    return masker.maskText(text);
+  }
+}
+
+/** Binary numeric: ndigits, weight, sign, dscale, then base-10000 digits. */
+export function decodeNumeric(buf: Buffer, start: number, end: number): string | undefined {
+  if (end - start < 8) return undefined;
+  const ndigits = buf.readInt16BE(start);
+  const weight = buf.readInt16BE(start + 2);
+  const sign = buf.readUInt16BE(start + 4);
+  const dscale = buf.readInt16BE(start + 6);
+  if (sign === 0xc000 || sign === 0xd000 || sign === 0xf000) return undefined; // NaN, ±Infinity
+  if (end - start !== 8 + ndigits * 2) return undefined;
+  let intPart = '';
+  let frac = '';
+  for (let i = 0; i < ndigits; i++) {
+    const d = buf.readInt16BE(start + 8 + i * 2).toString().padStart(4, '0');
+    if (i <= weight) intPart += d;
+    else frac += d;
+  }
+  for (let i = ndigits; i <= weight; i++) intPart += '0000';
+  if (weight < -1) frac = '0000'.repeat(-weight - 1) + frac;
+  intPart = intPart.replace(/^0+/, '') || '0';
+  frac = frac.padEnd(dscale, '0').slice(0, dscale);
+  return (sign === 0x4000 ? '-' : '') + intPart + (dscale > 0 ? '.' + frac : '');
+}
+
+export function encodeNumeric(text: string, dscale: number): Buffer {
+  const neg = text.startsWith('-');
+  const [ip, fp = ''] = (neg ? text.slice(1) : text).split('.');
+  const intDigits = ip.replace(/^0+/, '');
+  const padInt = intDigits.padStart(Math.ceil(intDigits.length / 4) * 4, '0');
+  const padFrac = fp.padEnd(Math.ceil(fp.length / 4) * 4, '0');
+  const groups: number[] = [];
+  for (let i = 0; i < padInt.length; i += 4) groups.push(Number(padInt.slice(i, i + 4)));
+  let weight = groups.length - 1;
+  for (let i = 0; i < padFrac.length; i += 4) groups.push(Number(padFrac.slice(i, i + 4)));
+  while (groups.length && groups[groups.length - 1] === 0) groups.pop();
+  while (groups.length && groups[0] === 0) {
+    groups.shift();
+    weight--;
+  }
+  const b = Buffer.alloc(8 + groups.length * 2);
+  b.writeInt16BE(groups.length, 0);
+  b.writeInt16BE(groups.length ? weight : 0, 2);
+  b.writeUInt16BE(neg ? 0x4000 : 0, 4);
+  b.writeInt16BE(dscale, 6);
+  groups.forEach((g, i) => b.writeInt16BE(g, 8 + i * 2));
+  return b;
+}
+
+/** ErrorResponse / NoticeResponse: every field value masked. */
+export function maskFieldsMessage(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
+  if (!mayHoldPan(buf, start + 5, end)) return undefined;
+  const parts: Buffer[] = [buf.subarray(start, start + 5)];
+  let p = start + 5;
+  let changed = false;
+  while (p < end && buf[p] !== 0) {
+    const code = buf[p];
+    const [value, next] = readCString(buf, p + 1, end);
+    const masked = masker.maskText(value);
+    if (masked !== value) changed = true;
+    parts.push(Buffer.from([code]), Buffer.from(masked + '\0', 'utf8'));
+    p = next;
+  }
+  if (!changed) return undefined;
+  parts.push(Buffer.from([0]));
+  return reframe(Buffer.concat(parts));
+}
+
+/** NotificationResponse: channel and payload masked. */
+export function maskNotification(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
+  if (!mayHoldPan(buf, start + 9, end)) return undefined;
+  const [channel, p] = readCString(buf, start + 9, end);
+  const [payload] = readCString(buf, p, end);
+  const mc = masker.maskText(channel);
+  const mp = masker.maskText(payload);
+  if (mc === channel && mp === payload) return undefined;
+  return reframe(Buffer.concat([buf.subarray(start, start + 9), Buffer.from(mc + '\0' + mp + '\0', 'utf8')]));
+}
+
+/** CopyData from the server: the row text (text and CSV formats) masked in place. */
+export function maskCopyData(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
+  if (!mayHoldPan(buf, start + 5, end)) return undefined;
+  const text = buf.toString('latin1', start + 5, end);
+  const masked = masker.maskText(text);
+  if (masked === text) return undefined;
+  return reframe(Buffer.concat([buf.subarray(start, start + 5), Buffer.from(masked, 'latin1')]));
+}
+
+function reframe(msg: Buffer): Buffer {
+  msg.writeInt32BE(msg.length - 1, 1);
+  return msg;
+}

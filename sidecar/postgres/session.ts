@@ -1,0 +1,638 @@
+// One client connection after startup: relays messages both ways, decides each
+// statement before it reaches the server, masks what comes back, and records every
+// statement. Runs synchronously per chunk: no awaits on the hot path.
+//
+// How a refusal reaches both sides: the refused Query/Parse is replaced by a Query
+// or Parse of a marker text that cannot parse (`agentgate_denied_<nonce>_<n>`). The
+// server answers it with a syntax error exactly where the real statement would
+// have failed, so its own state follows PostgreSQL's rules: a transaction block is
+// aborted (a later COMMIT answers ROLLBACK), a pipeline skips to Sync, an unnamed
+// statement is dropped. The proxy recognises the marker in that ErrorResponse and
+// replaces it with its own 42501 error. Responses stay in server order for free.
+//
+// Which row shape applies to a DataRow: the server answers messages in the order
+// they were sent, so `expect` mirrors the messages forwarded (Parse, Bind, Describe,
+// Execute, Sync, Query, …) and its head says what an incoming message answers.
+
+import type net from 'node:net';
+import crypto from 'node:crypto';
+import type { Identity } from '../../core/identity.js';
+import type { AuditSink } from '../../core/audit/types.js';
+import type { PolicySource } from '../../core/policy/types.js';
+import type { Logger } from '../../core/log.js';
+import { B, F, FrameReader, ProtocolError, TERMINATE, errorResponse, isFrontendType, parseFields, parseMessage, queryMessage, readCString, skipCString } from './wire.js';
+import type { PgErrorFields } from './wire.js';
+import { decideOperations, decideSql } from './decide.js';
+import type { SqlClassifier, Verdict } from './decide.js';
+import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
+import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
+import type { BoundMetrics } from './metrics.js';
+
+export interface SessionContext {
+  connection: string;
+  identity: Identity;
+  sessionId: string;
+  clientAddress: string;
+  applicationName?: string;
+  policy: PolicySource;
+  classifier: SqlClassifier;
+  masker: TextMasker;
+  audit: AuditSink;
+  metrics: BoundMetrics;
+  log: Logger;
+  /** `tableOid:column` of `spec.masking.columns`, resolved at connection start. */
+  starred: ReadonlySet<string>;
+  maxMessageBytes: number;
+  /** Sends the server's own CancelRequest on a new connection. */
+  cancelUpstream(): void;
+}
+
+const enum K {
+  Query,
+  Parse,
+  Bind,
+  DescribeStmt,
+  DescribePortal,
+  Execute,
+  Close,
+  Sync,
+  Function,
+}
+
+interface Unit {
+  sql: string;
+  verdict: Verdict;
+  startNs: bigint;
+  startMs: number;
+  rows: number;
+  sqlstate?: string;
+  bytesIn0: number;
+  bytesOut0: number;
+}
+
+interface Stmt {
+  sql: string;
+  verdict: Verdict;
+  fields?: ColumnInfo[];
+}
+
+interface Portal {
+  stmt?: Stmt;
+  formats: number[];
+  plan?: RowPlan;
+}
+
+interface Expect {
+  k: K;
+  name: string;
+  unit?: Unit;
+  plan?: RowPlan;
+}
+
+interface Denial {
+  marker: string;
+  error: PgErrorFields;
+}
+
+export class Session {
+  private readonly clientReader: FrameReader;
+  private readonly serverReader = new FrameReader(0x7fffffff);
+  private readonly expect: Expect[] = [];
+  private readonly statements = new Map<string, Stmt>();
+  private readonly portals = new Map<string, Portal>();
+  private denials: Denial[] = [];
+  private readonly nonce = crypto.randomBytes(6).toString('hex');
+  private markerSeq = 0;
+  /** Row shape for DataRows in a simple query (set by each RowDescription). */
+  private queryPlan: RowPlan = UNKNOWN_ROW;
+  private inCopyOut = false;
+  private status = 0x49; // 'I'
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private draining = false;
+  private closed = false;
+  private readonly openedMs = Date.now();
+  /** Called once when both sockets are gone. */
+  onClose: (() => void) | undefined;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly server: net.Socket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.clientReader = new FrameReader(ctx.maxMessageBytes, isFrontendType);
+  }
+
+  start(clientRest: Buffer, serverRest: Buffer): void {
+    this.client.on('data', (c: Buffer) => this.onClientData(c));
+    this.server.on('data', (c: Buffer) => this.onServerData(c));
+    this.client.on('end', () => this.close('client closed the connection'));
+    this.client.on('error', (e) => this.close(`client connection error: ${e.message}`));
+    this.server.on('end', () => this.serverGone('server closed the connection'));
+    this.server.on('error', (e) => this.serverGone(`server connection error: ${e.message}`));
+    this.client.on('close', () => this.close('client connection closed'));
+    this.server.on('close', () => this.serverGone('server connection closed'));
+    this.audit('connection-start');
+    if (serverRest.length) this.onServerData(serverRest);
+    if (clientRest.length) this.onClientData(clientRest);
+    this.client.resume();
+    this.server.resume();
+  }
+
+  /** True while a statement is in flight (something sent that the server has not finished). */
+  get busy(): boolean {
+    return this.expect.length > 0;
+  }
+
+  /** SIGTERM: close now if idle, else after the statement in flight completes. */
+  drain(): void {
+    this.draining = true;
+    if (!this.busy) this.shutdownIdle();
+  }
+
+  // --- client → server -----------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytesIn += chunk.length;
+    let out: Buffer[] | undefined;
+    let runStart = 0;
+    let lastEnd = 0;
+    let data: Buffer;
+    try {
+      data = this.clientReader.push(chunk, (type, buf, start, end) => {
+        const rep = this.onClientMessage(type, buf, start, end);
+        if (rep !== undefined) {
+          out ??= [];
+          if (start > runStart) out.push(buf.subarray(runStart, start));
+          if (rep !== null) out.push(rep);
+          runStart = end;
+        }
+        lastEnd = end;
+      });
+    } catch (err) {
+      if (err instanceof ProtocolError) return this.protocolViolation(err.message);
+      throw err;
+    }
+    if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
+    else if (!out && lastEnd === 0) return;
+    if (!out || this.closed) return;
+    this.send(this.server, this.client, out);
+  }
+
+  /** undefined: forward as is; Buffer: forward this instead; null: drop. */
+  private onClientMessage(type: number, buf: Buffer, start: number, end: number): Buffer | null | undefined {
+    const body = start + 5;
+    switch (type) {
+      case F.Query: {
+        const [sql, next] = readCString(buf, body, end);
+        if (next !== end) throw new ProtocolError('invalid Query message: trailing bytes');
+        const verdict = decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
+        const unit = this.newUnit(sql, verdict);
+        this.countStatement(verdict);
+        this.expect.push({ k: K.Query, name: '', unit });
+        // A simple query destroys the unnamed statement and portal.
+        this.statements.delete('');
+        this.portals.delete('');
+        if (verdict.forward) return undefined;
+        return queryMessage(this.refuse(verdict.error!));
+      }
+      case F.Parse: {
+        const [name, p1] = readCString(buf, body, end);
+        const [sql, p2] = readCString(buf, p1, end);
+        if (p2 + 2 > end || p2 + 2 + 4 * buf.readInt16BE(p2) !== end) throw new ProtocolError('invalid Parse message');
+        const verdict = decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
+        this.expect.push({ k: K.Parse, name });
+        if (verdict.forward) {
+          this.statements.set(name, { sql, verdict });
+          return undefined;
+        }
+        // A refused Parse is recorded now: no Execute of it will ever run.
+        this.countStatement(verdict);
+        this.statements.delete(name);
+        const unit = this.newUnit(sql, verdict);
+        this.finishUnit(unit, verdict.error!.code);
+        return parseMessage(name, this.refuse(verdict.error!));
+      }
+      case F.Bind: {
+        const [portal, p1] = readCString(buf, body, end);
+        const [stmtName, p2] = readCString(buf, p1, end);
+        const formats = readBindResultFormats(buf, p2, end);
+        this.portals.set(portal, { stmt: this.statements.get(stmtName), formats });
+        this.expect.push({ k: K.Bind, name: portal });
+        return undefined;
+      }
+      case F.Describe: {
+        const what = buf[body];
+        const [name, next] = readCString(buf, body + 1, end);
+        if (next !== end || (what !== 0x53 && what !== 0x50)) throw new ProtocolError('invalid Describe message');
+        this.expect.push({ k: what === 0x53 ? K.DescribeStmt : K.DescribePortal, name });
+        return undefined;
+      }
+      case F.Execute: {
+        const [portalName, next] = readCString(buf, body, end);
+        if (next + 4 !== end) throw new ProtocolError('invalid Execute message');
+        const portal = this.portals.get(portalName);
+        const stmt = portal?.stmt;
+        if (!stmt) {
+          // Unknown portal: the server answers with its own error.
+          this.expect.push({ k: K.Execute, name: portalName });
+          return undefined;
+        }
+        // Decided again at each Execute: a policy reloaded since Parse applies now.
+        const verdict = decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy);
+        const unit = this.newUnit(stmt.sql, verdict);
+        this.countStatement(verdict);
+        this.expect.push({ k: K.Execute, name: portalName, unit });
+        if (verdict.forward) return undefined;
+        return parseMessage('', this.refuse(verdict.error!));
+      }
+      case F.Sync:
+        this.expect.push({ k: K.Sync, name: '' });
+        return undefined;
+      case F.Close: {
+        const what = buf[body];
+        const [name] = readCString(buf, body + 1, end);
+        if (what === 0x53) this.statements.delete(name);
+        else if (what === 0x50) this.portals.delete(name);
+        else throw new ProtocolError('invalid Close message');
+        this.expect.push({ k: K.Close, name });
+        return undefined;
+      }
+      case F.FunctionCall: {
+        // The fast-path interface calls any function by OID, out of sight of the SQL
+        // classifier (lo_export, pg_read_file, …): refused.
+        const verdict: Verdict = {
+          forward: false,
+          operations: [],
+          decision: { action: 'deny', rule: 'function-call-protocol', reason: 'the fast-path function call protocol bypasses SQL policy', enforced: true, matched: [] },
+          error: { severity: 'ERROR', code: '42501', message: 'agentgate: the fast-path function call protocol is not allowed; call the function in a SQL statement instead' },
+        };
+        const unit = this.newUnit('<fast-path function call>', verdict);
+        this.countStatement(verdict);
+        this.expect.push({ k: K.Function, name: '', unit });
+        return queryMessage(this.refuse(verdict.error!));
+      }
+      case F.Terminate:
+        this.close('client terminated the session');
+        return null;
+      default:
+        // Flush, CopyData, CopyDone, CopyFail, and a stray password message (the server answers it).
+        return undefined;
+    }
+  }
+
+  private refuse(error: PgErrorFields): string {
+    const marker = `agentgate_denied_${this.nonce}_${++this.markerSeq}`;
+    this.denials.push({ marker, error });
+    return marker;
+  }
+
+  // --- server → client -----------------------------------------------------------
+
+  private onServerData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytesOut += chunk.length;
+    let out: Buffer[] | undefined;
+    let runStart = 0;
+    let lastEnd = 0;
+    let data: Buffer;
+    try {
+      data = this.serverReader.push(chunk, (type, buf, start, end) => {
+        const rep = this.onServerMessage(type, buf, start, end);
+        if (rep !== undefined) {
+          out ??= [];
+          if (start > runStart) out.push(buf.subarray(runStart, start));
+          if (rep !== null) out.push(rep);
+          runStart = end;
+        }
+        lastEnd = end;
+      });
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.ctx.log.error({ connection: this.ctx.connection, err: err.message }, 'invalid message from the server');
+        this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: connection "${this.ctx.connection}": invalid message from the server: ${err.message}` });
+        return;
+      }
+      throw err;
+    }
+    if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
+    if (out && !this.closed) this.send(this.client, this.server, out);
+    if (this.draining && !this.busy) this.shutdownIdle();
+  }
+
+  private onServerMessage(type: number, buf: Buffer, start: number, end: number): Buffer | null | undefined {
+    const head = this.expect[0];
+    switch (type) {
+      case B.DataRow: {
+        let plan: RowPlan;
+        if (head?.k === K.Execute) {
+          if (head.unit) head.unit.rows++;
+          plan = head.plan ??= this.portalPlan(head.name);
+        } else {
+          if (head?.unit) head.unit.rows++;
+          plan = this.queryPlan;
+        }
+        return maskDataRow(buf, start, end, plan, this.ctx.masker);
+      }
+      case B.CopyData:
+        return this.inCopyOut ? maskCopyData(buf, start, end, this.ctx.masker) : undefined;
+      case B.CommandComplete:
+        this.inCopyOut = false;
+        if (head?.k === K.Execute) this.finishExpect(undefined);
+        else this.queryPlan = UNKNOWN_ROW;
+        return undefined;
+      case B.ReadyForQuery: {
+        this.status = buf[start + 5];
+        // Everything up to and including this Sync/Query is answered.
+        while (this.expect.length) {
+          const e = this.expect.shift()!;
+          if (e.unit) this.finishUnit(e.unit, e.unit.sqlstate);
+          if (e.k === K.Sync || e.k === K.Query || e.k === K.Function) break;
+        }
+        this.denials = this.expect.length ? this.denials : [];
+        this.queryPlan = UNKNOWN_ROW;
+        return undefined;
+      }
+      case B.RowDescription: {
+        const cols = parseRowDescription(buf, start, end);
+        if (head?.k === K.DescribeStmt) {
+          const s = this.statements.get(head.name);
+          if (s) s.fields = cols;
+          this.expect.shift();
+        } else if (head?.k === K.DescribePortal) {
+          const p = this.portals.get(head.name);
+          if (p) {
+            p.plan = planRow(cols, undefined, this.ctx.starred);
+            if (p.stmt && !p.stmt.fields) p.stmt.fields = cols;
+          }
+          this.expect.shift();
+        } else {
+          this.queryPlan = planRow(cols, undefined, this.ctx.starred);
+        }
+        return undefined;
+      }
+      case B.ParseComplete:
+      case B.BindComplete:
+      case B.CloseComplete:
+      case B.NoData:
+        if (head && head.k !== K.Query) this.expect.shift();
+        return undefined;
+      case B.EmptyQueryResponse:
+      case B.PortalSuspended:
+        if (head?.k === K.Execute) this.finishExpect(undefined);
+        return undefined;
+      case B.ErrorResponse:
+        return this.onServerError(buf, start, end, head);
+      case B.NoticeResponse:
+        return maskFieldsMessage(buf, start, end, this.ctx.masker);
+      case B.NotificationResponse:
+        return maskNotification(buf, start, end, this.ctx.masker);
+      case B.CopyOutResponse:
+      case B.CopyBothResponse:
+        this.inCopyOut = true;
+        return undefined;
+      default:
+        // ParameterStatus, ParameterDescription, CopyInResponse, CopyDone, FunctionCallResponse, …
+        return undefined;
+    }
+  }
+
+  private onServerError(buf: Buffer, start: number, end: number, head: Expect | undefined): Buffer | undefined {
+    let replacement: Buffer | undefined;
+    let sqlstate: string | undefined;
+    if (this.denials.length) {
+      const fields = parseFields(buf, start + 5, end);
+      const msg = fields.get('M') ?? '';
+      const i = this.denials.findIndex((d) => msg.includes(d.marker));
+      if (i >= 0) {
+        const d = this.denials[i];
+        this.denials.splice(0, i + 1);
+        replacement = errorResponse(d.error);
+        sqlstate = d.error.code;
+      }
+    }
+    if (!replacement) sqlstate = errorCode(buf, start, end);
+    this.inCopyOut = false;
+    if (head?.unit) head.unit.sqlstate ??= sqlstate;
+    if (head && head.k !== K.Query && head.k !== K.Function && head.k !== K.Sync) {
+      // Extended protocol: the server skips everything up to Sync.
+      while (this.expect.length && this.expect[0].k !== K.Sync) {
+        const e = this.expect.shift()!;
+        if (e.unit) this.finishUnit(e.unit, e.unit.sqlstate ?? sqlstate);
+      }
+    }
+    if (replacement) return replacement;
+    return maskFieldsMessage(buf, start, end, this.ctx.masker);
+  }
+
+  private finishExpect(sqlstate: string | undefined): void {
+    const e = this.expect.shift();
+    if (e?.unit) this.finishUnit(e.unit, sqlstate);
+  }
+
+  private portalPlan(name: string): RowPlan {
+    const p = this.portals.get(name);
+    if (!p) return UNKNOWN_ROW;
+    // A Describe of the portal gave the exact shape; else the statement's columns with the Bind formats.
+    if (p.plan) return p.plan;
+    const fields = p.stmt?.fields;
+    if (!fields) return p.plan ?? UNKNOWN_ROW;
+    return (p.plan = planRow(fields, p.formats, this.ctx.starred));
+  }
+
+  // --- writing, closing ------------------------------------------------------------
+
+  /** Writes buffers to `to`; pauses `from` while `to` is full. */
+  private send(to: net.Socket, from: net.Socket, bufs: Buffer[]): void {
+    let ok: boolean;
+    if (bufs.length === 1) ok = to.write(bufs[0]);
+    else {
+      to.cork();
+      for (const b of bufs) to.write(b);
+      to.uncork();
+      ok = to.writableLength < to.writableHighWaterMark;
+    }
+    if (!ok && !from.isPaused()) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  }
+
+  private protocolViolation(detail: string): void {
+    this.ctx.metrics.violations.inc();
+    this.ctx.log.warn({ connection: this.ctx.connection, session: this.ctx.sessionId, detail }, 'malformed client message: closing the connection');
+    this.audit('protocol-violation', { sqlstate: '08P01', detail });
+    this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: invalid frontend message: ${detail}` });
+  }
+
+  private fatal(e: PgErrorFields): void {
+    if (this.closed) return;
+    this.client.end(errorResponse(e));
+    this.close(e.message);
+  }
+
+  private shutdownIdle(): void {
+    this.fatal({ severity: 'FATAL', code: '57P01', message: 'terminating connection: the agentgate sidecar is shutting down' });
+  }
+
+  private serverGone(reason: string): void {
+    if (this.closed) return;
+    this.fatal({ severity: 'FATAL', code: '08006', message: `agentgate: connection "${this.ctx.connection}": ${reason}` });
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    // A client gone mid-statement must not leave the statement running on the server.
+    if (this.busy && !this.server.destroyed) this.ctx.cancelUpstream();
+    for (const e of this.expect) if (e.unit) this.finishUnit(e.unit, e.unit.sqlstate ?? '57014');
+    this.expect.length = 0;
+    if (!this.server.destroyed) this.server.end(TERMINATE);
+    if (!this.client.destroyed) this.client.end();
+    setTimeout(() => {
+      this.server.destroy();
+      this.client.destroy();
+    }, 1000).unref();
+    this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
+    this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
+    this.audit('connection-end', { detail: reason });
+    this.onClose?.();
+  }
+
+  // --- audit and metrics -------------------------------------------------------------
+
+  private flushedIn = 0;
+  private flushedOut = 0;
+
+  private newUnit(sql: string, verdict: Verdict): Unit {
+    return { sql, verdict, startNs: process.hrtime.bigint(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut };
+  }
+
+  private countStatement(v: Verdict): void {
+    const a = v.decision.action;
+    (a === 'allow' ? this.ctx.metrics.allowed : a === 'deny' ? this.ctx.metrics.denied : this.ctx.metrics.approve).inc();
+  }
+
+  private finishUnit(u: Unit, sqlstate: string | undefined): void {
+    const seconds = Number(process.hrtime.bigint() - u.startNs) / 1e9;
+    this.ctx.metrics.duration.observe(seconds);
+    // Bytes are added to the counters per statement, not per chunk.
+    this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
+    this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
+    this.flushedIn = this.bytesIn;
+    this.flushedOut = this.bytesOut;
+    const ops = u.verdict.operations;
+    const kinds: string[] = [];
+    const tables: string[] = [];
+    for (const op of ops) {
+      if (!kinds.includes(op.statement)) kinds.push(op.statement);
+      for (const t of op.tables) if (!tables.includes(t)) tables.push(t);
+    }
+    const d = u.verdict.decision;
+    const id = this.ctx.identity;
+    try {
+      this.ctx.audit.append({
+        auditID: crypto.randomUUID(),
+        stage: 'ResponseComplete',
+        verb: kinds[0] ?? 'empty',
+        user: { username: id.subject, groups: id.groups },
+        sourceIPs: [this.ctx.clientAddress],
+        userAgent: this.ctx.applicationName,
+        requestReceivedTimestamp: new Date(u.startMs).toISOString(),
+        stageTimestamp: new Date().toISOString(),
+        protocol: 'postgres',
+        connection: this.ctx.connection,
+        statement: this.ctx.masker.maskText(u.sql),
+        statementKinds: kinds,
+        tables,
+        decision: { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced },
+        pod: id.pod,
+        session: this.ctx.sessionId,
+        rows: u.rows,
+        bytes: { in: this.bytesIn - u.bytesIn0, out: this.bytesOut - u.bytesOut0 },
+        durationMs: seconds * 1000,
+        sqlstate,
+      });
+    } catch (err) {
+      this.ctx.log.error({ err: (err as Error).message }, 'audit append failed');
+    }
+  }
+
+  private audit(event: string, extra: { sqlstate?: string; detail?: string } = {}): void {
+    const id = this.ctx.identity;
+    const now = new Date().toISOString();
+    try {
+      this.ctx.audit.append({
+        auditID: crypto.randomUUID(),
+        stage: 'ResponseComplete',
+        verb: event,
+        user: { username: id.subject, groups: id.groups },
+        sourceIPs: [this.ctx.clientAddress],
+        userAgent: this.ctx.applicationName,
+        requestReceivedTimestamp: event === 'connection-end' ? new Date(this.openedMs).toISOString() : now,
+        stageTimestamp: now,
+        protocol: 'postgres',
+        connection: this.ctx.connection,
+        pod: id.pod,
+        session: this.ctx.sessionId,
+        event,
+        sqlstate: extra.sqlstate,
+        responseStatus: extra.detail ? { message: this.ctx.masker.maskText(extra.detail) } : undefined,
+        bytes: event === 'connection-end' ? { in: this.bytesIn, out: this.bytesOut } : undefined,
+        durationMs: event === 'connection-end' ? Date.now() - this.openedMs : undefined,
+      });
+    } catch (err) {
+      this.ctx.log.error({ err: (err as Error).message }, 'audit append failed');
+    }
+  }
+
+  /** Transaction status of the last ReadyForQuery ('I', 'T' or 'E'). */
+  get transactionStatus(): string {
+    return String.fromCharCode(this.status);
+  }
+}
+
+/** Result-column format codes at the end of a Bind message. */
+function readBindResultFormats(buf: Buffer, p: number, end: number): number[] {
+  const need = (n: number) => {
+    if (p + n > end) throw new ProtocolError('invalid Bind message');
+  };
+  need(2);
+  const nParamFormats = buf.readInt16BE(p);
+  if (nParamFormats < 0) throw new ProtocolError('invalid Bind message');
+  p += 2 + 2 * nParamFormats;
+  need(2);
+  const nParams = buf.readInt16BE(p);
+  if (nParams < 0) throw new ProtocolError('invalid Bind message');
+  p += 2;
+  for (let i = 0; i < nParams; i++) {
+    need(4);
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len > 0) {
+      need(len);
+      p += len;
+    }
+  }
+  need(2);
+  const n = buf.readInt16BE(p);
+  p += 2;
+  if (n < 0 || p + 2 * n !== end) throw new ProtocolError('invalid Bind message');
+  if (n === 0) return EMPTY_FORMATS;
+  const formats = new Array<number>(n);
+  for (let i = 0; i < n; i++) formats[i] = buf.readInt16BE(p + 2 * i);
+  return formats;
+}
+const EMPTY_FORMATS: number[] = [];
+
+function errorCode(buf: Buffer, start: number, end: number): string | undefined {
+  let p = start + 5;
+  while (p < end && buf[p] !== 0) {
+    const code = buf[p];
+    const next = skipCString(buf, p + 1, end);
+    if (code === 0x43 /* C */) return buf.toString('latin1', p + 1, next - 1);
+    p = next;
+  }
+  return undefined;
+}

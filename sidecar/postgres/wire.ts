@@ -1,0 +1,270 @@
+// PostgreSQL wire protocol v3: incremental framing over Buffers and the backend
+// messages the proxy writes itself. The relay never parses a message it only
+// forwards; it reads the 5-byte header and hands the frame's byte range on, so the
+// common path copies nothing.
+
+/** Protocol 3.0 in the StartupMessage. */
+export const PROTOCOL_3 = 196608;
+export const SSL_REQUEST = 80877103;
+export const GSSENC_REQUEST = 80877104;
+export const CANCEL_REQUEST = 80877102;
+/** PostgreSQL refuses startup packets above this (MAX_STARTUP_PACKET_LENGTH). */
+export const MAX_STARTUP_PACKET = 10000;
+
+/** Frontend message types (client → server). */
+export const F = {
+  Bind: 0x42, // B
+  Close: 0x43, // C
+  CopyData: 0x64, // d
+  CopyDone: 0x63, // c
+  CopyFail: 0x66, // f
+  Describe: 0x44, // D
+  Execute: 0x45, // E
+  Flush: 0x48, // H
+  FunctionCall: 0x46, // F
+  Parse: 0x50, // P
+  Password: 0x70, // p (also SASL responses)
+  Query: 0x51, // Q
+  Sync: 0x53, // S
+  Terminate: 0x58, // X
+} as const;
+
+/** Backend message types (server → client). */
+export const B = {
+  Authentication: 0x52, // R
+  BackendKeyData: 0x4b, // K
+  BindComplete: 0x32, // 2
+  CloseComplete: 0x33, // 3
+  CommandComplete: 0x43, // C
+  CopyData: 0x64, // d
+  CopyDone: 0x63, // c
+  CopyInResponse: 0x47, // G
+  CopyOutResponse: 0x48, // H
+  CopyBothResponse: 0x57, // W
+  DataRow: 0x44, // D
+  EmptyQueryResponse: 0x49, // I
+  ErrorResponse: 0x45, // E
+  FunctionCallResponse: 0x56, // V
+  NegotiateProtocolVersion: 0x76, // v
+  NoData: 0x6e, // n
+  NoticeResponse: 0x4e, // N
+  NotificationResponse: 0x41, // A
+  ParameterDescription: 0x74, // t
+  ParameterStatus: 0x53, // S
+  ParseComplete: 0x31, // 1
+  PortalSuspended: 0x73, // s
+  ReadyForQuery: 0x5a, // Z
+  RowDescription: 0x54, // T
+} as const;
+
+const FRONTEND_TYPES = new Set<number>(Object.values(F));
+export function isFrontendType(t: number): boolean {
+  return FRONTEND_TYPES.has(t);
+}
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+/**
+ * Splits a byte stream into typed messages. `onMessage(type, buf, start, end)` sees
+ * the whole frame `[start, end)` (type byte and length included) inside `buf`, which
+ * is the arriving chunk whenever the frame lies inside it: no copy. Only a frame cut
+ * across chunks is assembled, once, when its last byte arrives.
+ */
+export class FrameReader {
+  private parts: Buffer[] = [];
+  private partLen = 0;
+  private need = 0;
+
+  constructor(
+    private readonly maxLen: number,
+    private readonly validType: (t: number) => boolean = () => true,
+  ) {}
+
+  /** Bytes held back waiting for the rest of a frame. */
+  get pending(): number {
+    return this.partLen;
+  }
+
+  /**
+   * Feeds a chunk and calls onMessage per complete frame. Returns the buffer the
+   * frames were read from (the chunk itself, or the assembled one). Throws
+   * ProtocolError on a bad type or length.
+   */
+  push(chunk: Buffer, onMessage: (type: number, buf: Buffer, start: number, end: number) => void): Buffer {
+    let data = chunk;
+    if (this.partLen > 0) {
+      this.parts.push(chunk);
+      this.partLen += chunk.length;
+      if (this.partLen < this.need) return EMPTY;
+      data = Buffer.concat(this.parts, this.partLen);
+      this.parts = [];
+      this.partLen = 0;
+    }
+    let off = 0;
+    const n = data.length;
+    while (n - off >= 5) {
+      const type = data[off];
+      const len = data.readInt32BE(off + 1);
+      if (!this.validType(type)) throw new ProtocolError(`invalid message type 0x${type.toString(16).padStart(2, '0')}`);
+      if (len < 4) throw new ProtocolError(`invalid message length ${len}`);
+      if (len > this.maxLen) throw new ProtocolError(`message of ${len} bytes exceeds the limit of ${this.maxLen}`);
+      const end = off + 1 + len;
+      if (end > n) {
+        this.need = 1 + len;
+        break;
+      }
+      onMessage(type, data, off, end);
+      off = end;
+    }
+    if (off < n) {
+      if (n - off < 5) this.need = 5;
+      const rest = data.subarray(off);
+      this.parts.push(rest);
+      this.partLen = rest.length;
+    }
+    return data;
+  }
+
+  /** Takes whatever is buffered (used when handing a socket over after the handshake). */
+  drain(): Buffer {
+    const b = this.partLen ? Buffer.concat(this.parts, this.partLen) : EMPTY;
+    this.parts = [];
+    this.partLen = 0;
+    return b;
+  }
+}
+
+export const EMPTY = Buffer.alloc(0);
+
+// --- reading fields -------------------------------------------------------------
+
+/** Reads a NUL-terminated string at `pos`; returns [value, position after NUL]. Throws if unterminated. */
+export function readCString(buf: Buffer, pos: number, end: number): [string, number] {
+  const nul = buf.indexOf(0, pos);
+  if (nul < 0 || nul >= end) throw new ProtocolError('unterminated string in message');
+  return [buf.toString('utf8', pos, nul), nul + 1];
+}
+
+export function skipCString(buf: Buffer, pos: number, end: number): number {
+  const nul = buf.indexOf(0, pos);
+  if (nul < 0 || nul >= end) throw new ProtocolError('unterminated string in message');
+  return nul + 1;
+}
+
+/** Error and notice fields by their one-letter code (S, V, C, M, D, H, P, …). */
+export type Fields = Map<string, string>;
+
+export function parseFields(buf: Buffer, start: number, end: number): Fields {
+  const fields: Fields = new Map();
+  let pos = start;
+  while (pos < end && buf[pos] !== 0) {
+    const code = String.fromCharCode(buf[pos]);
+    const [value, next] = readCString(buf, pos + 1, end);
+    fields.set(code, value);
+    pos = next;
+  }
+  return fields;
+}
+
+// --- writing messages -------------------------------------------------------------
+
+/** A message with type byte: length is patched in. */
+export function message(type: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type;
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.from(s + '\0', 'utf8');
+}
+
+export function fieldsMessage(type: number, fields: Fields | Record<string, string>): Buffer {
+  const entries = fields instanceof Map ? [...fields] : Object.entries(fields);
+  const parts: Buffer[] = [];
+  for (const [k, v] of entries) if (v !== undefined) parts.push(Buffer.from(k, 'latin1'), cstr(v));
+  parts.push(Buffer.from([0]));
+  return message(type, Buffer.concat(parts));
+}
+
+export interface PgErrorFields {
+  severity: 'ERROR' | 'FATAL' | 'NOTICE' | 'WARNING';
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+  position?: number;
+}
+
+export function errorResponse(e: PgErrorFields): Buffer {
+  const f: Record<string, string> = { S: e.severity, V: e.severity, C: e.code, M: e.message };
+  if (e.detail) f.D = e.detail;
+  if (e.hint) f.H = e.hint;
+  if (e.position !== undefined) f.P = String(e.position);
+  return fieldsMessage(B.ErrorResponse, f);
+}
+
+export function readyForQuery(status: number): Buffer {
+  return Buffer.from([B.ReadyForQuery, 0, 0, 0, 5, status]);
+}
+
+export function authenticationRequest(code: number, extra: Buffer = EMPTY): Buffer {
+  const body = Buffer.allocUnsafe(4 + extra.length);
+  body.writeInt32BE(code, 0);
+  extra.copy(body, 4);
+  return message(B.Authentication, body);
+}
+
+export function backendKeyData(pid: number, secret: number): Buffer {
+  const b = Buffer.allocUnsafe(13);
+  b[0] = B.BackendKeyData;
+  b.writeInt32BE(12, 1);
+  b.writeInt32BE(pid, 5);
+  b.writeInt32BE(secret, 9);
+  return b;
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return message(B.ParameterStatus, Buffer.concat([cstr(name), cstr(value)]));
+}
+
+/** An untyped startup-phase packet (StartupMessage, SSLRequest, CancelRequest). */
+export function startupPacket(code: number, body: Buffer = EMPTY): Buffer {
+  const b = Buffer.allocUnsafe(8 + body.length);
+  b.writeInt32BE(8 + body.length, 0);
+  b.writeInt32BE(code, 4);
+  body.copy(b, 8);
+  return b;
+}
+
+export function startupMessage(params: Record<string, string>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(params)) parts.push(cstr(k), cstr(v));
+  parts.push(Buffer.from([0]));
+  return startupPacket(PROTOCOL_3, Buffer.concat(parts));
+}
+
+export function cancelRequest(pid: number, secret: number): Buffer {
+  const body = Buffer.allocUnsafe(8);
+  body.writeInt32BE(pid, 0);
+  body.writeInt32BE(secret, 4);
+  return startupPacket(CANCEL_REQUEST, body);
+}
+
+export function queryMessage(sql: string): Buffer {
+  return message(F.Query, cstr(sql));
+}
+
+export function parseMessage(name: string, sql: string): Buffer {
+  return message(F.Parse, Buffer.concat([cstr(name), cstr(sql), Buffer.from([0, 0])]));
+}
+
+export function passwordMessage(body: Buffer): Buffer {
+  return message(F.Password, body);
+}
+
+export const TERMINATE = Buffer.from([F.Terminate, 0, 0, 0, 4]);

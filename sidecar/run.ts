@@ -1,0 +1,160 @@
+// Starting and stopping a whole sidecar from a validated config: policy source,
+// audit writer, SQL classifier, the PostgreSQL listeners, the Kubernetes proxy,
+// health and metrics. `agentgate sidecar` is a thin CLI around this; tests start it
+// in-process the same way.
+
+import type http from 'node:http';
+import type { Identity } from '../core/identity.js';
+import { podIdentityFromEnv, serviceAccountGroups, serviceAccountSubject } from '../core/identity.js';
+import { createLogger } from '../core/log.js';
+import type { Logger } from '../core/log.js';
+import { enableDefaultMetrics, startMetricsServer } from '../core/metrics.js';
+import { FilePolicySource } from '../core/policy/source.js';
+import { openAuditWriter } from '../core/audit/open.js';
+import type { AuditSink } from '../core/audit/types.js';
+import { SqlClassifier, loadSqlParser } from '../core/sql/index.js';
+import { startKubernetesProxy } from './kubernetes/proxy.js';
+import type { KubernetesProxy } from './kubernetes/proxy.js';
+import { withDefaults } from './kubernetes/config.js';
+import type { SidecarConfig, PostgresConnectionConfig } from './config.js';
+import { SecretFile } from './config.js';
+import { startHealthServer } from './health.js';
+import { PgListener } from './postgres/listener.js';
+import type { ClientAuthenticator } from './postgres/listener.js';
+import { policyMasker } from './postgres/masker.js';
+import { constantTimeEqual } from './postgres/client-startup.js';
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+
+export interface RunningSidecar {
+  readonly postgres: PgListener[];
+  readonly kubernetes?: KubernetesProxy;
+  readonly policy: FilePolicySource;
+  readonly audit: AuditSink;
+  /** Empty when ready, else the reasons. */
+  notReady(): string[];
+  /** SIGTERM behaviour: unready, stop accepting, let statements finish, close, flush audit. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+  /** Serve health and metrics (default true). */
+  servePorts?: boolean;
+}
+
+/** The identity of a trusted loopback client: the pod's service account, when known. */
+export function podIdentity(): Identity {
+  const pod = podIdentityFromEnv();
+  if (pod) return { subject: serviceAccountSubject(pod.namespace, pod.serviceAccount), groups: serviceAccountGroups(pod.namespace), via: 'trust', pod };
+  return { subject: process.env.AGENTGATE_SUBJECT ?? 'local', groups: [], via: 'trust' };
+}
+
+function authenticator(c: PostgresConnectionConfig): ClientAuthenticator {
+  const trusted = podIdentity();
+  return {
+    mode: c.clientAuth.mode,
+    trusted: () => trusted,
+    async verify(password) {
+      // The agent token file is what the agent was given; read it each time so rotation applies.
+      if (!c.clientAuth.tokenFile) return undefined;
+      const token = (await fs.promises.readFile(c.clientAuth.tokenFile, 'utf8')).trim();
+      if (token.length > 0 && constantTimeEqual(password, token)) return { ...trusted, via: 'local-token' };
+      return undefined;
+    },
+  };
+}
+
+export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
+  const log = opts.log ?? createLogger('sidecar');
+  const policy = new FilePolicySource(config.policy.file, { logger: log }).start();
+  const masking = policy.current().masking;
+  const audit = await openAuditWriter({
+    file: config.audit.file,
+    signingKeyFile: config.audit.signingKeyFile,
+    maskOptions: masking ? { keep: masking.pan, cardFields: masking.fields } : undefined,
+    onError: (err) => log.error({ err: err.message }, 'audit sink failed: refusing statements from now on'),
+  });
+  await loadSqlParser();
+  const classifier = new SqlClassifier();
+  const masker = policyMasker(policy);
+
+  const listeners: PgListener[] = [];
+  const servers: http.Server[] = [];
+  let kubernetes: KubernetesProxy | undefined;
+  let draining = false;
+  const stopAll = async () => {
+    await Promise.all(listeners.map((l) => l.close()));
+    await kubernetes?.close();
+    for (const s of servers) s.close();
+    policy.close();
+  };
+  try {
+    for (const c of config.postgres) {
+      const secret = c.upstream.passwordFile ? new SecretFile(c.upstream.passwordFile) : undefined;
+      const ca = c.upstream.tls.caFile ? fs.readFileSync(c.upstream.tls.caFile) : undefined;
+      const l = new PgListener(
+        {
+          name: c.name,
+          host: c.listen.host,
+          port: c.listen.port,
+          maxMessageBytes: c.maxMessageBytes,
+          upstream: {
+            host: c.upstream.host,
+            port: c.upstream.port,
+            database: c.upstream.database,
+            user: c.upstream.user,
+            tls: { mode: c.upstream.tls.mode, ca, serverName: c.upstream.tls.serverName },
+            connectTimeoutMs: c.upstream.connectTimeoutSeconds * 1000,
+          },
+          password: secret ? () => secret.read() : async () => '',
+        },
+        { policy, classifier, masker, audit, log: log.child({ proxy: 'postgres', connection: c.name }), auth: authenticator(c) },
+      );
+      await l.listen();
+      listeners.push(l);
+    }
+    if (config.kubernetes) {
+      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv() });
+    }
+    const notReady = () => {
+      const reasons: string[] = [];
+      if (draining) reasons.push('draining');
+      if (!policy.ready) reasons.push(`no valid policy loaded from ${config.policy.file}`);
+      for (const l of listeners) if (!l.listening) reasons.push(`postgres connection "${l.options.name}" is not listening`);
+      if (kubernetes && !kubernetes.ready) reasons.push('kubernetes proxy is not ready');
+      return reasons;
+    };
+    if (opts.servePorts !== false) {
+      enableDefaultMetrics();
+      servers.push(await startMetricsServer(config.metrics.host, config.metrics.port));
+      servers.push(await startHealthServer(config.health.host, config.health.port, notReady));
+    }
+    const now = new Date().toISOString();
+    audit.append({ auditID: crypto.randomUUID(), stage: 'ResponseComplete', protocol: 'system', event: 'sidecar-start', verb: 'start', requestReceivedTimestamp: now, stageTimestamp: now, pod: podIdentityFromEnv() });
+    log.info({ postgres: listeners.map((l) => `${l.options.name}@${l.options.host}:${l.port}`), kubernetes: kubernetes?.address }, 'sidecar started');
+    return {
+      postgres: listeners,
+      kubernetes,
+      policy,
+      audit,
+      notReady,
+      async stop() {
+        if (draining) return;
+        draining = true;
+        log.info({ drainSeconds: config.drainSeconds }, 'draining: no new connections, open ones close after their statement');
+        await Promise.all(listeners.map((l) => l.drain(config.drainSeconds * 1000)));
+        await kubernetes?.close();
+        const t = new Date().toISOString();
+        audit.append({ auditID: crypto.randomUUID(), stage: 'ResponseComplete', protocol: 'system', event: 'sidecar-stop', verb: 'stop', requestReceivedTimestamp: t, stageTimestamp: t, pod: podIdentityFromEnv() });
+        await audit.close();
+        for (const s of servers) s.close();
+        policy.close();
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    await audit.close().catch(() => undefined);
+    throw err;
+  }
+}

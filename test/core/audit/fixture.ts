@@ -1,0 +1,47 @@
+// Builds audit files record by record with the real chain code, so verify tests
+// can tamper with exact lines.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GENESIS_HASH, seal } from '../../../core/audit/chain.js';
+import type { AuditEventInput, AuditRecord } from '../../../core/audit/types.js';
+
+export function tempDir(prefix = 'agentgate-audit-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function event(i: number, extra: Partial<AuditEventInput> = {}): AuditEventInput {
+  const t = new Date(Date.UTC(2026, 10, 23, 12, 0, i)).toISOString();
+  return {
+    auditID: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    stage: 'ResponseComplete',
+    requestReceivedTimestamp: t,
+    stageTimestamp: t,
+    protocol: 'postgres',
+    connection: 'payments',
+    statement: `select id from orders where id = ${i}`,
+    decision: { action: 'allow', rule: 'read-orders', reason: 'rule read-orders allows select', enforced: true },
+    ...extra,
+  };
+}
+
+/** Records seq from..to, chained from prevHash. */
+export function chain(from: number, to: number, prevHash = GENESIS_HASH): AuditRecord[] {
+  const out: AuditRecord[] = [];
+  let prev = prevHash;
+  for (let i = from; i <= to; i++) {
+    const r = seal(event(i), i, prev) as AuditRecord;
+    out.push(r);
+    prev = r.hash;
+  }
+  return out;
+}
+
+export const lineOf = (r: object) => `${JSON.stringify(r)}\n`;
+
+export function writeLines(file: string, lines: string[]): string {
+  writeFileSync(file, lines.join(''));
+  return file;
+}

@@ -1,0 +1,496 @@
+// The PostgreSQL proxy against a real cluster, driven by real clients (psql,
+// pgbench, the pg driver) and, for protocol corners no driver produces on demand
+// (pipelines, malformed bytes), by raw frontend messages built with pg-protocol.
+
+import { expect } from 'chai';
+import net from 'node:net';
+import fs from 'node:fs';
+import { spawn } from 'node:child_process';
+import pg from 'pg';
+import { serialize, parse as parseBackend } from 'pg-protocol';
+import type { BackendMessage } from 'pg-protocol/dist/messages.js';
+import { startHarness, psql, readAudit, run, AGENT_PASSWORD } from './harness.js';
+import type { Harness } from './harness.js';
+
+/** A raw protocol client: sends frontend messages, collects parsed backend messages. */
+class RawClient {
+  readonly messages: BackendMessage[] = [];
+  private waiters: Array<() => void> = [];
+  closed = false;
+  private constructor(readonly sock: net.Socket) {
+    void parseBackend(sock, (m) => {
+      this.messages.push(m);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+    sock.on('error', () => {});
+  }
+  static async connect(port: number, startup = true): Promise<RawClient> {
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    const c = new RawClient(sock);
+    if (startup) {
+      sock.write(serialize.startup({ user: 'agent', database: 'payments' }));
+      await c.until((m) => m.name === 'readyForQuery');
+      // Tests look at what follows the startup.
+      c.messages.length = 0;
+    }
+    return c;
+  }
+  write(b: Buffer | Buffer[]): void {
+    this.sock.write(Array.isArray(b) ? Buffer.concat(b) : b);
+  }
+  /** Waits for a message matching `pred` (counting from `from`) or the socket closing. */
+  async until(pred: (m: BackendMessage) => boolean, from = 0, timeoutMs = 10_000): Promise<BackendMessage[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.messages.slice(from).findIndex(pred);
+      if (i >= 0) return this.messages.slice(from, from + i + 1);
+      if (this.closed) return this.messages.slice(from);
+      if (Date.now() > deadline) throw new Error(`timeout; got ${this.messages.slice(from).map((m) => m.name).join(',')}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+  end(): void {
+    this.sock.destroy();
+  }
+}
+
+const rowsOf = (msgs: BackendMessage[]) => msgs.filter((m) => m.name === 'dataRow').map((m) => (m as unknown as { fields: (string | null)[] }).fields);
+
+describe('PostgreSQL proxy (real cluster, real clients)', function () {
+  this.timeout(60_000);
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness();
+    await h.startProxy();
+  });
+  after(async () => {
+    await h?.stop();
+  });
+
+  async function client(extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+    const c = new pg.Client(h.clientConfig(extra));
+    await c.connect();
+    return c;
+  }
+
+  describe('results are masked', () => {
+    it('masks PANs in text columns through psql, keeping separators and length', async () => {
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', 'select pan from cards order by id']);
+      expect(r.stdout).to.equal('**** **** **** 1111\nno card here\n');
+    });
+
+    it('turns masked digits of numeric and int8 columns into 0 so drivers still parse them', async () => {
+      const c = await client();
+      try {
+        const r = await c.query('select pan_num, pan_int8 from cards order by id');
+        expect(r.rows).to.deep.equal([
+          { pan_num: '0000000000001111', pan_int8: '0000000000001111' },
+          { pan_num: '42', pan_int8: '42' },
+        ]);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('masks PANs inside json and jsonb values', async () => {
+      const c = await client();
+      try {
+        const r = await c.query('select doc, docb from cards where id = 1');
+        expect(r.rows[0].doc.pan).to.equal('************4444');
+        expect(r.rows[0].docb).to.deep.equal({ card: { number: '************1881' } });
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('stars columns named in spec.masking.columns whole', async () => {
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', 'select id, cvv from cards order by id']);
+      expect(r.stdout).to.equal('1|***\n2|***\n');
+    });
+
+    it('decodes, masks and re-encodes binary int8 and numeric values', async () => {
+      // Binary results through the extended protocol: Bind asks for format 1 on every column.
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([
+          serialize.parse({ text: 'select pan_int8, pan_num, pan from cards where id = 1' }),
+          serialize.bind({ binary: true }),
+          serialize.describe({ type: 'P' }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        const msgs = await c.until((m) => m.name === 'readyForQuery');
+        const row = msgs.find((m) => m.name === 'dataRow') as unknown as { fields: Buffer[] } | undefined;
+        expect(row, msgs.map((m) => m.name).join()).to.not.equal(undefined);
+        // pg-protocol hands binary fields over as latin1 strings.
+        const int8 = Buffer.from(row!.fields[0] as unknown as string, 'latin1');
+        expect(int8.readBigInt64BE(0)).to.equal(1111n);
+        expect(Buffer.from(row!.fields[2] as unknown as string, 'latin1').toString()).to.equal('**** **** **** 1111');
+      } finally {
+        c.end();
+      }
+    });
+
+    it('masks prepared-statement results and keeps the statement reusable', async () => {
+      const c = await client();
+      try {
+        for (let i = 0; i < 3; i++) {
+          const r = await c.query({ name: 'by-id', text: 'select pan, pan_int8 from cards where id = $1', values: [1] });
+          expect(r.rows).to.deep.equal([{ pan: '**** **** **** 1111', pan_int8: '0000000000001111' }]);
+        }
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('masks PANs quoted in server errors (a unique violation DETAIL quotes the key)', async () => {
+      const c = await client();
+      try {
+        await c.query('create temp table t(pan text primary key)');
+        await c.query("insert into t values ('4111111111111111')");
+        const err = await c.query("insert into t values ('4111111111111111')").catch((e: unknown) => e as pg.DatabaseError);
+        expect((err as pg.DatabaseError).code).to.equal('23505');
+        expect((err as pg.DatabaseError).detail).to.equal('Key (pan)=(************1111) already exists.');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('masks NOTIFY payloads', async () => {
+      const listener = await client();
+      const sender = await client();
+      try {
+        await listener.query('listen cards');
+        const got = new Promise<string>((resolve) => listener.on('notification', (n) => resolve(n.payload ?? '')));
+        await sender.query("select pg_notify('cards', 'card 4111111111111111 charged')");
+        expect(await got).to.equal('card ************1111 charged');
+      } finally {
+        await listener.end();
+        await sender.end();
+      }
+    });
+  });
+
+  describe('policy', () => {
+    it('refuses DROP with SQLSTATE 42501 naming the rule, and the connection stays usable', async () => {
+      const c = await client();
+      try {
+        const err = (await c.query('drop table items').catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('42501');
+        expect(err.message).to.match(/^agentgate: permission denied: .*no-drops/);
+        const r = await c.query('select count(*)::int as n from items');
+        expect(r.rows[0].n).to.be.greaterThan(0);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('aborts the transaction on a refusal, so COMMIT becomes ROLLBACK on the server', async () => {
+      const c = await client();
+      try {
+        await c.query('begin');
+        await c.query("insert into items(name, price) values ('in-tx', 1)");
+        const err = (await c.query('drop table items').catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('42501');
+        const after = (await c.query('select 1').catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(after.code).to.equal('25P02');
+        const commit = await c.query('commit');
+        expect(commit.command).to.equal('ROLLBACK');
+        const r = await c.query("select count(*)::int as n from items where name = 'in-tx'");
+        expect(r.rows[0].n).to.equal(0);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('refuses a whole multi-statement query when one statement is refused', async () => {
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', "insert into items(name, price) values ('multi', 1); drop table items"]);
+      expect(r.stderr).to.match(/ERROR: {2}agentgate: permission denied/);
+      const c = await client();
+      try {
+        const n = await c.query("select count(*)::int as n from items where name = 'multi'");
+        expect(n.rows[0].n).to.equal(0);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('answers unparseable SQL with the parser\'s own 42601 error and position, without reaching the server', async () => {
+      const c = await client();
+      try {
+        const err = (await c.query('selec 1').catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('42601');
+        expect(err.message).to.equal('syntax error at or near "selec"');
+        expect(err.position).to.equal('1');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('refuses statements that need approval, saying approval is required (no approval service: fail closed)', async () => {
+      const c = await client();
+      try {
+        const err = (await c.query("do $$ begin perform 1; end $$").catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('42501');
+        expect(err.message).to.match(/^agentgate: approval required/);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('refuses a prepared statement at Parse, answering like a server error, and the connection stays usable', async () => {
+      const c = await client();
+      try {
+        const err = (await c.query({ name: 'dropper', text: 'drop table items' }).catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('42501');
+        const r = await c.query({ name: 'counter', text: 'select count(*)::int as n from items where id < $1', values: [10] });
+        expect(r.rows[0].n).to.equal(9);
+      } finally {
+        await c.end();
+      }
+    });
+  });
+
+  describe('extended protocol and pipelining', () => {
+    it('answers a pipeline with a refused statement in the middle like PostgreSQL: results, error, skip to Sync', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([
+          serialize.parse({ name: 's1', text: 'select $1::int + 1' }),
+          serialize.bind({ statement: 's1', values: ['1'] }),
+          serialize.execute({}),
+          serialize.parse({ name: 's2', text: 'drop table items' }),
+          serialize.bind({ statement: 's2' }),
+          serialize.execute({}),
+          serialize.sync(),
+          serialize.bind({ statement: 's1', values: ['41'] }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        const first = await c.until((m) => m.name === 'readyForQuery');
+        expect(first.map((m) => m.name)).to.deep.equal(['parseComplete', 'bindComplete', 'dataRow', 'commandComplete', 'error', 'readyForQuery']);
+        expect((first[4] as unknown as { code: string }).code).to.equal('42501');
+        const second = await c.until((m) => m.name === 'readyForQuery', first.length);
+        expect(second.map((m) => m.name)).to.deep.equal(['bindComplete', 'dataRow', 'commandComplete', 'readyForQuery']);
+        expect(rowsOf(second)).to.deep.equal([['42']]);
+      } finally {
+        c.end();
+      }
+    });
+
+    it('relays a server error in the middle of a pipeline and skips to Sync', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([
+          serialize.parse({ text: 'select 1 / (price - price) from items' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.parse({ text: 'select 2' }),
+          serialize.bind({}),
+          serialize.execute({}),
+          serialize.sync(),
+          serialize.query('select 3'),
+        ]);
+        const first = await c.until((m) => m.name === 'readyForQuery');
+        expect(first.map((m) => m.name)).to.deep.equal(['parseComplete', 'bindComplete', 'error', 'readyForQuery']);
+        expect((first[2] as unknown as { code: string }).code).to.equal('22012');
+        const second = await c.until((m) => m.name === 'readyForQuery', first.length);
+        expect(rowsOf(second)).to.deep.equal([['3']]);
+      } finally {
+        c.end();
+      }
+    });
+
+    it('runs pgbench -M prepared and -M simple through the proxy without errors', async () => {
+      const env = { ...h.cluster.env('agent_rw', AGENT_PASSWORD, 'payments') };
+      await run('pgbench', ['-i', '-s', '1', '-q'], { env });
+      for (const mode of ['prepared', 'simple', 'extended']) {
+        const { stdout } = await run('pgbench', ['-S', '-M', mode, '-c', '4', '-j', '2', '-t', '200', '-n'], { env: h.proxyEnv() });
+        expect(stdout).to.match(/number of transactions actually processed: 800\/800/);
+        expect(stdout).to.match(/number of failed transactions: 0/);
+      }
+    });
+  });
+
+  describe('COPY', () => {
+    it('copies out with PANs masked', async () => {
+      const r = await psql(h.proxyEnv(), ['-c', 'copy (select id, pan from cards order by id) to stdout']);
+      expect(r.stdout).to.equal('1\t**** **** **** 1111\n2\tno card here\n');
+    });
+
+    it('copies in', async () => {
+      const r = await psql(h.proxyEnv(), ['-c', 'copy items(name, price) from stdin'], 'copied-1\t7\ncopied-2\t8\n\\.\n');
+      expect(r.stderr).to.equal('');
+      const c = await client();
+      try {
+        const n = await c.query("select count(*)::int as n from items where name like 'copied-%'");
+        expect(n.rows[0].n).to.equal(2);
+      } finally {
+        await c.end();
+      }
+    });
+  });
+
+  describe('cancel and disconnects', () => {
+    it('cancels pg_sleep when psql is interrupted (CancelRequest with the proxy\'s key)', async () => {
+      const child = spawn('psql', ['-X', '-c', 'select pg_sleep(30)'], { env: h.proxyEnv() });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      const started = Date.now();
+      await waitFor(async () => (await activeQueries(h, 'pg_sleep')) > 0);
+      child.kill('SIGINT');
+      const code = await new Promise((r) => child.on('exit', r));
+      expect(Date.now() - started).to.be.lessThan(25_000);
+      expect(stderr).to.match(/canceling statement due to user request/);
+      expect(code).to.not.equal(0);
+    });
+
+    it('stops the server\'s work when the client disconnects in the middle of a result', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      c.write(serialize.query("select g, repeat('x', 200), pg_sleep(0.0001) from generate_series(1, 2000000) g"));
+      await c.until((m) => m.name === 'dataRow');
+      c.end();
+      await waitFor(async () => (await activeQueries(h, 'generate_series')) === 0);
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', 'select 1']);
+      expect(r.stdout).to.equal('1\n');
+    });
+  });
+
+  describe('bad input', () => {
+    it('closes a client that sends a malformed message with FATAL 08P01, records it, and keeps serving others', async () => {
+      const other = await client();
+      const c = await RawClient.connect(h.proxyPort);
+      c.write(Buffer.from([0x01, 0, 0, 0, 4]));
+      const msgs = await c.until((m) => m.name === 'error');
+      const err = msgs[msgs.length - 1] as unknown as { severity: string; code: string; message: string };
+      expect(err.severity).to.equal('FATAL');
+      expect(err.code).to.equal('08P01');
+      expect(err.message).to.match(/invalid message type 0x01/);
+      await waitFor(async () => c.closed);
+      const r = await other.query('select 1 as one');
+      expect(r.rows).to.deep.equal([{ one: 1 }]);
+      await other.end();
+      await h.sidecar!.audit.flush();
+      expect(readAudit(h.auditFile).some((e) => e.event === 'protocol-violation' && e.sqlstate === '08P01')).to.equal(true);
+    });
+
+    it('closes a client whose message length exceeds the limit', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      const b = Buffer.alloc(5);
+      b[0] = 0x51;
+      b.writeInt32BE(0x7ffffff0, 1);
+      c.write(b);
+      const msgs = await c.until((m) => m.name === 'error');
+      expect((msgs[msgs.length - 1] as unknown as { message: string }).message).to.match(/exceeds the limit/);
+    });
+
+    it('refuses a Query message whose string is not terminated', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      c.write(Buffer.from([0x51, 0, 0, 0, 7, 0x61, 0x62, 0x63]));
+      const msgs = await c.until((m) => m.name === 'error');
+      expect((msgs[msgs.length - 1] as unknown as { code: string }).code).to.equal('08P01');
+    });
+
+    it('refuses replication connections at startup', async () => {
+      const c = await RawClient.connect(h.proxyPort, false);
+      c.write(serialize.startup({ user: 'agent', database: 'payments', replication: 'database' }));
+      const msgs = await c.until((m) => m.name === 'error');
+      expect((msgs[msgs.length - 1] as unknown as { message: string }).message).to.match(/replication connections are not allowed/);
+    });
+  });
+
+  describe('load', () => {
+    it('serves 40 concurrent clients running queries at once', async () => {
+      const clients = await Promise.all(Array.from({ length: 40 }, () => client()));
+      try {
+        const results = await Promise.all(
+          clients.map(async (c, i) => {
+            let sum = 0;
+            for (let k = 0; k < 10; k++) sum += (await c.query('select $1::int as v', [i])).rows[0].v;
+            return sum;
+          }),
+        );
+        expect(results).to.deep.equal(Array.from({ length: 40 }, (_, i) => i * 10));
+      } finally {
+        await Promise.all(clients.map((c) => c.end()));
+      }
+    });
+  });
+
+  describe('audit, health, metrics', () => {
+    it('writes one audit event per statement, with decision, rows and masked statement text', async () => {
+      const c = await client();
+      await c.query("select id from cards where pan = '4111 1111 1111 1111'");
+      await c.query('drop table cards').catch(() => undefined);
+      await c.end();
+      await h.sidecar!.audit.flush();
+      const events = readAudit(h.auditFile);
+      const sel = events.find((e) => typeof e.statement === 'string' && e.statement.startsWith('select id from cards where pan'));
+      expect(sel?.statement).to.equal("select id from cards where pan = '**** **** **** 1111'");
+      expect(sel?.decision.action).to.equal('allow');
+      expect(sel?.rows).to.equal(1);
+      expect(sel?.tables).to.deep.equal(['public.cards']);
+      const drop = events.find((e) => e.statement === 'drop table cards');
+      expect(drop?.decision).to.include({ action: 'deny', rule: 'no-drops' });
+      expect(drop?.sqlstate).to.equal('42501');
+      expect(events.some((e) => e.event === 'connection-start')).to.equal(true);
+      expect(events.some((e) => e.event === 'connection-end')).to.equal(true);
+    });
+
+    it('writes an audit file that `agentgate audit verify` accepts', async () => {
+      await h.sidecar!.audit.flush();
+      const { stdout } = await run('node', ['dist/cli/main.js', 'audit', 'verify', h.auditFile]);
+      expect(stdout).to.match(/^ok: \d+ events, chain intact/);
+    });
+
+    it('reports ready on /healthz/ready and exports the proxy metrics', async () => {
+      const ready = await fetch(`http://127.0.0.1:${h.healthPort}/healthz/ready`);
+      expect(ready.status).to.equal(200);
+      const live = await fetch(`http://127.0.0.1:${h.healthPort}/healthz/live`);
+      expect(live.status).to.equal(200);
+      const text = await (await fetch(`http://127.0.0.1:${h.metricsPort}/metrics`)).text();
+      expect(text).to.match(/agentgate_pg_statements_total\{connection="payments",decision="deny"\} [1-9]/);
+      expect(text).to.match(/agentgate_pg_statement_duration_seconds_count\{connection="payments"\} [1-9]/);
+      expect(text).to.match(/agentgate_pg_bytes_total\{connection="payments",direction="server_to_client"\} [1-9]/);
+      expect(text).to.match(/agentgate_pg_client_connections\{connection="payments"\} \d/);
+    });
+  });
+
+  describe('upstream credentials', () => {
+    it('answers a wrong upstream password with an ErrorResponse naming the connection, and picks up the fixed file', async () => {
+      fs.writeFileSync(h.passwordFile, 'wrong-password\n');
+      try {
+        const err = (await client().catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.message).to.match(/^agentgate: connection "payments": the database refused the sidecar's credentials: password authentication failed for user "agent_rw"/);
+        expect(err.code).to.equal('08004');
+      } finally {
+        fs.writeFileSync(h.passwordFile, AGENT_PASSWORD + '\n');
+      }
+      const c = await client();
+      expect((await c.query('select 1 as one')).rows).to.deep.equal([{ one: 1 }]);
+      await c.end();
+    });
+  });
+});
+
+async function activeQueries(h: Harness, like: string): Promise<number> {
+  const rows = await h.cluster.sql(`select count(*)::int as n from pg_stat_activity where state = 'active' and query like '%${like}%' and pid <> pg_backend_pid()`);
+  return rows[0].n as number;
+}
+
+async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
