@@ -13,6 +13,9 @@ export function enableDefaultMetrics(): void {
   if (defaultsOn) return;
   defaultsOn = true;
   collectDefaultMetrics({ register: registry, prefix: 'agentgate_' });
+  // prom-client names these three gauges `_total`, which promtool rejects (a
+  // `_total` suffix is for counters); the per-type gauges without the suffix stay.
+  for (const n of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`agentgate_nodejs_active_${n}_total`);
 }
 
 // Get-or-create, so that modules loaded twice (tests, hot paths) never throw

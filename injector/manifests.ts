@@ -4,7 +4,7 @@
 import { stringify } from 'yaml';
 import { loadYamlDocuments, formatSourceError } from '../core/yaml/validate.js';
 import type { InjectorConfig } from './config.js';
-import { mutatePod } from './mutate.js';
+import { mutatePod, podShapeError } from './mutate.js';
 import { admitServiceAccount } from './service-account-admission.js';
 import { isObject } from './pod-types.js';
 import type { Pod } from './pod-types.js';
@@ -45,7 +45,7 @@ export function injectManifests(text: string, file: string, cfg: InjectorConfig,
   const out: InjectOutcome = { yaml: '', objects: [], errors: [], warnings: [], injected: 0 };
   const docs = loadYamlDocuments<unknown>(text, file, { kind: 'any' });
   docs.forEach((doc, di) => {
-    const docName = `${file}: document ${di + 1}`;
+    const docName = `document ${di + 1}`;
     if (doc.errors.length) {
       out.errors.push(...doc.errors.map((e) => `${formatSourceError(e)} (document ${di + 1})`));
       return;
@@ -89,8 +89,8 @@ export function injectManifests(text: string, file: string, cfg: InjectorConfig,
       const seed = `${kind}/${String(meta.namespace ?? '')}/${String(meta.name ?? meta.generateName ?? '')}`;
       let result;
       try {
-        const shaped = isObject(pod.spec) && Array.isArray(pod.spec.containers) ? admitServiceAccount(pod, seed) : pod;
-        result = mutatePod(shaped, cfg, { namespaceOptedIn: true, workloadKind: kind, version: opts.version, namespace });
+        const shaped = podShapeError(pod) === undefined ? admitServiceAccount(pod, seed) : pod;
+        result = mutatePod(shaped, cfg, { namespaceOptedIn: true, workloadKind: kind, version: opts.version, namespace, subject: kind === 'Pod' ? undefined : 'the pod template' });
       } catch (err) {
         out.errors.push(`${at(path)}: ${where}: cannot inject: ${(err as Error).message}`);
         return undefined;
@@ -102,11 +102,11 @@ export function injectManifests(text: string, file: string, cfg: InjectorConfig,
       }
       if (result.action === 'skip') return undefined;
       out.injected++;
-      for (const w of result.warnings) out.warnings.push(`${where}: ${w}`);
+      for (const w of result.warnings) out.warnings.push(`${file}: ${where}: ${w}`);
       return result.pod;
     };
     out.objects.push(visit(doc.value, []));
   });
-  out.yaml = out.objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
+  out.yaml = out.objects.map((o) => stringify(o, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
   return out;
 }

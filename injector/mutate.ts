@@ -35,6 +35,8 @@ export interface MutationContext {
   version?: string;
   /** The request's namespace, for messages (a pod being created often carries none itself). */
   namespace?: string;
+  /** How messages name the pod (`agentgate inject` says "the pod template"). */
+  subject?: string;
 }
 
 export type MutationResult =
@@ -151,7 +153,7 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   pod.metadata ??= {};
   const spec = pod.spec!;
   const ann: Record<string, string> = { ...(pod.metadata.annotations ?? {}) };
-  const who = describe(pod, ctx.namespace);
+  const who = ctx.subject ?? describe(pod, ctx.namespace);
   const warnings: string[] = [];
 
   if (spec.hostNetwork) {
@@ -163,7 +165,7 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
 
   const override = ann[NATIVE_SIDECAR_ANNOTATION];
   if (override !== undefined && override !== 'true' && override !== 'false') {
-    return { action: 'refuse', message: `annotation ${NATIVE_SIDECAR_ANNOTATION}: expected "true" or "false", got '${override}'` };
+    return { action: 'refuse', message: `agentgate refuses ${who}: annotation ${NATIVE_SIDECAR_ANNOTATION}: expected "true" or "false", got '${override}'` };
   }
   let mode: Mode = cfg.nativeSidecars && override !== 'false' ? 'native' : 'classic';
   if (override === 'true' && !cfg.nativeSidecars) {
@@ -179,15 +181,15 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
 
   const configMap = ann[CONFIG_ANNOTATION] ?? 'agentgate';
   if (!CONFIG_MAP_NAME.test(configMap) || configMap.length > 253) {
-    return { action: 'refuse', message: `annotation ${CONFIG_ANNOTATION}: '${configMap}' is not a valid ConfigMap name` };
+    return { action: 'refuse', message: `agentgate refuses ${who}: annotation ${CONFIG_ANNOTATION}: '${configMap}' is not a valid ConfigMap name` };
   }
   const connections = connectionsOf(cfg, ann);
-  if (typeof connections === 'string') return { action: 'refuse', message: connections };
+  if (typeof connections === 'string') return { action: 'refuse', message: `agentgate refuses ${who}: ${connections}` };
   const res = sidecarResources(cfg, ann);
-  if (typeof res === 'string') return { action: 'refuse', message: res };
+  if (typeof res === 'string') return { action: 'refuse', message: `agentgate refuses ${who}: ${res}` };
   const kubeAccess = ann[KUBERNETES_ACCESS_ANNOTATION];
   if (kubeAccess !== undefined && kubeAccess !== 'true' && kubeAccess !== 'false') {
-    return { action: 'refuse', message: `annotation ${KUBERNETES_ACCESS_ANNOTATION}: expected "true" or "false", got '${kubeAccess}'` };
+    return { action: 'refuse', message: `agentgate refuses ${who}: annotation ${KUBERNETES_ACCESS_ANNOTATION}: expected "true" or "false", got '${kubeAccess}'` };
   }
 
   // A container or volume with one of our names that we did not put there would
@@ -225,7 +227,7 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   const replaced: Record<string, string[]> = parseReplaced(ann[REPLACED_ENV_ANNOTATION]);
   const rewrite = (c: Container): Container => {
     const mounted = rewriteAgentMounts(c, creds.all, isOurVolume);
-    const { container, replaced: names } = rewriteEnv(mounted, env);
+    const { container, replaced: names } = rewriteEnv(mounted, structuredClone(env));
     if (names.length) replaced[c.name] = [...new Set([...(replaced[c.name] ?? []), ...names])].sort();
     return container;
   };

@@ -48,6 +48,8 @@ export class CertificateReloader {
   private lastStamp = '';
   private lastDigest = '';
   private checking = false;
+  /** The file state that last failed to load: not retried (nor logged again) until the files change. */
+  private failedStamp = '';
 
   constructor(private readonly opts: ReloaderOptions) {}
 
@@ -75,9 +77,10 @@ export class CertificateReloader {
   async check(): Promise<void> {
     if (this.checking) return;
     this.checking = true;
+    let s = '';
     try {
-      const s = await this.stamp();
-      if (s === this.lastStamp) return;
+      s = await this.stamp();
+      if (s === this.lastStamp || s === this.failedStamp) return;
       const pair = await loadCertificatePair(this.opts.certFile, this.opts.keyFile);
       this.lastStamp = s;
       const d = digest(pair);
@@ -85,7 +88,8 @@ export class CertificateReloader {
       this.lastDigest = d;
       this.opts.onReload(pair);
     } catch (err) {
-      // Keep serving the previous pair; the next poll retries.
+      // Keep serving the previous pair; retried when the files change again.
+      this.failedStamp = s;
       this.opts.onError?.(err as Error);
     } finally {
       this.checking = false;

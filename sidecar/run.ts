@@ -24,6 +24,9 @@ import type { ClientAuthenticator } from './postgres/listener.js';
 import { policyMasker } from './postgres/masker.js';
 import { constantTimeEqual } from './postgres/client-startup.js';
 import fs from 'node:fs';
+import os from 'node:os';
+import { Authenticator } from './kubernetes/authenticate.js';
+import { LocalTokens } from './kubernetes/identity-files.js';
 import crypto from 'node:crypto';
 
 export interface RunningSidecar {
@@ -50,35 +53,53 @@ export function podIdentity(): Identity {
   return { subject: process.env.AGENTGATE_SUBJECT ?? 'local', groups: [], via: 'trust' };
 }
 
-function authenticator(c: PostgresConnectionConfig): ClientAuthenticator {
+function authenticator(c: PostgresConnectionConfig, oidc: Authenticator | undefined): ClientAuthenticator {
   const trusted = podIdentity();
   return {
     mode: c.clientAuth.mode,
     trusted: () => trusted,
     async verify(password) {
       // The agent token file is what the agent was given; read it each time so rotation applies.
-      if (!c.clientAuth.tokenFile) return undefined;
-      const token = (await fs.promises.readFile(c.clientAuth.tokenFile, 'utf8')).trim();
-      if (token.length > 0 && constantTimeEqual(password, token)) return { ...trusted, via: 'local-token' };
+      if (c.clientAuth.tokenFile) {
+        const token = (await fs.promises.readFile(c.clientAuth.tokenFile, 'utf8').catch(() => '')).trim();
+        if (token.length > 0 && constantTimeEqual(password, token)) return { ...trusted, via: 'local-token' };
+      }
+      // A JWT from one of the kubernetes block's OIDC issuers: its subject is the identity.
+      if (oidc && /^[\w-]+\.[\w-]+\.[\w-]+$/.test(password)) {
+        return oidc.authenticate(`Bearer ${password}`).catch(() => undefined);
+      }
       return undefined;
     },
   };
+}
+
+/** The OIDC verifier of the kubernetes block (jose, JWKS), without its local tokens. */
+function oidcVerifier(config: SidecarConfig): Authenticator | undefined {
+  const issuers = config.kubernetes?.oidc;
+  if (!issuers?.length) return undefined;
+  const none = new LocalTokens({ dir: os.tmpdir(), rotationSeconds: 86400, graceSeconds: 0 });
+  return new Authenticator(none, podIdentityFromEnv(), issuers);
 }
 
 export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
   const log = opts.log ?? createLogger('sidecar');
   const policy = new FilePolicySource(config.policy.file, { logger: log }).start();
   const masking = policy.current().masking;
+  let auditBroken = false;
   const audit = await openAuditWriter({
     file: config.audit.file,
     signingKeyFile: config.audit.signingKeyFile,
     maskOptions: masking ? { keep: masking.pan, cardFields: masking.fields } : undefined,
-    onError: (err) => log.error({ err: err.message }, 'audit sink failed: refusing statements from now on'),
+    onError: (err) => {
+      auditBroken = true;
+      log.error({ err: err.message }, 'audit sink failed: refusing statements from now on');
+    },
   });
   await loadSqlParser();
   const classifier = new SqlClassifier();
   const masker = policyMasker(policy);
 
+  const oidc = oidcVerifier(config);
   const listeners: PgListener[] = [];
   const servers: http.Server[] = [];
   let kubernetes: KubernetesProxy | undefined;
@@ -109,7 +130,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
           },
           password: secret ? () => secret.read() : async () => '',
         },
-        { policy, classifier, masker, audit, log: log.child({ proxy: 'postgres', connection: c.name }), auth: authenticator(c) },
+        { policy, classifier, masker, audit, log: log.child({ proxy: 'postgres', connection: c.name }), auth: authenticator(c, oidc), auditHealthy: () => !auditBroken },
       );
       await l.listen();
       listeners.push(l);
@@ -120,6 +141,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     const notReady = () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
+      if (auditBroken) reasons.push('the audit trail cannot be written');
       if (!policy.ready) reasons.push(`no valid policy loaded from ${config.policy.file}`);
       for (const l of listeners) if (!l.listening) reasons.push(`postgres connection "${l.options.name}" is not listening`);
       if (kubernetes && !kubernetes.ready) reasons.push('kubernetes proxy is not ready');

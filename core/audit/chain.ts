@@ -8,7 +8,7 @@
 // see canonical.ts, and includes `seq` and `prevHash` themselves). Changing,
 // removing, inserting or reordering any record breaks the link to its successor.
 
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
 import type { AuditRecord } from './types.js';
 
@@ -23,14 +23,16 @@ export function isHash(s: unknown): s is string {
 /** The hash of a record; `hash` itself, if present, is left out. */
 export function recordHash(record: { prevHash: string; hash?: unknown }): string {
   const { hash: _omit, ...rest } = record;
-  return createHash('sha256').update(record.prevHash).update(canonicalJson(rest)).digest('hex');
+  return digest('sha256', record.prevHash + canonicalJson(rest), 'hex');
 }
 
 /** Chains an already masked event after (seq, prevHash) and returns the sealed record. */
 export function seal<T extends object>(event: T, seq: number, prevHash: string): T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'> {
   // seq and prevHash go last so that a producer cannot override them by accident.
   const unsealed = { ...event, seq, prevHash } as T & { seq: number; prevHash: string; hash?: string };
-  delete unsealed.hash;
-  const hash = recordHash(unsealed);
-  return Object.assign(unsealed, { hash });
+  // `delete` would turn the object into a slow dictionary for every later access; only pay it when needed.
+  if ('hash' in unsealed) delete unsealed.hash;
+  const hash = digest('sha256', prevHash + canonicalJson(unsealed), 'hex');
+  unsealed.hash = hash;
+  return unsealed as T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'>;
 }

@@ -15,6 +15,8 @@ import type { SigningKey, VerifyingKey } from './keys.js';
 import { isHash } from './chain.js';
 
 export const CHECKPOINT_EVENT = 'checkpoint';
+/** First record of a file that continues a chain from a rotated file. */
+export const CONTINUATION_EVENT = 'audit-file-continued';
 export const CHECKPOINT_TYP = 'agentgate-audit-checkpoint';
 
 export interface CheckpointClaims {

@@ -15,10 +15,10 @@ export const auditBytesWritten = counter({
 
 export const auditErrors = counter({
   name: 'agentgate_audit_errors_total',
-  help: 'Audit trail failures by operation: write, fsync, checkpoint. Any write or fsync failure stops the sink (fail closed).',
+  help: 'Audit trail failures by operation: write, fsync, checkpoint, backlog (append refused while the disk catches up). A write or fsync failure stops the sink (fail closed).',
   labelNames: ['op'] as const,
 });
-for (const op of ['write', 'fsync', 'checkpoint']) auditErrors.inc({ op }, 0);
+for (const op of ['write', 'fsync', 'checkpoint', 'backlog']) auditErrors.inc({ op }, 0);
 
 export const auditCheckpoints = counter({
   name: 'agentgate_audit_checkpoints_total',

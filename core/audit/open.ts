@@ -4,8 +4,8 @@
 import { AuditWriter } from './writer.js';
 import type { AuditWriterOptions, ValueMasker } from './writer.js';
 import { loadSigningKey } from './keys.js';
-import { loadMasker } from './masker.js';
-import type { MaskOptions } from '../mask/options.js';
+import { createMasker } from './masker.js';
+import type { MaskOptions } from '../mask/index.js';
 
 export interface OpenAuditWriterOptions extends Omit<AuditWriterOptions, 'mask' | 'signingKey'> {
   /** Overrides the core/mask masker (tests). */
@@ -19,7 +19,7 @@ export interface OpenAuditWriterOptions extends Omit<AuditWriterOptions, 'mask' 
 export async function openAuditWriter(opts: OpenAuditWriterOptions): Promise<AuditWriter> {
   const { mask, maskOptions, signingKeyFile, ...rest } = opts;
   const signingKey = signingKeyFile ? await loadSigningKey(signingKeyFile) : undefined;
-  return AuditWriter.open({ ...rest, mask: mask ?? (await loadMasker(maskOptions)), signingKey });
+  return AuditWriter.open({ ...rest, mask: mask ?? createMasker(maskOptions), signingKey });
 }
 
 export { AuditWriter, AuditUnavailableError } from './writer.js';

@@ -12,7 +12,7 @@
 // side files (and --checkpoints); each must match the hash of the record it names.
 
 import { existsSync } from 'node:fs';
-import { CHECKPOINT_EVENT, peekCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_EVENT, CONTINUATION_EVENT, peekCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import type { CheckpointClaims } from './checkpoint.js';
 import { GENESIS_HASH, isHash, recordHash } from './chain.js';
 import type { VerifyingKey } from './keys.js';
@@ -132,7 +132,10 @@ export async function verifyAuditFiles(opts: VerifyOptions): Promise<VerifyResul
   let firstSeq: number | undefined;
   let prev: { seq: number; hash: string; where: string } | undefined;
   let prevPrevHash: string | undefined;
-  let nonCheckpointSeqs: number[] = [];
+  // Events after the newest checkpoint are not covered by a signature; counted on the way.
+  let newestSeq = 0;
+  for (const seq of bySeq.keys()) newestSeq = Math.max(newestSeq, seq);
+  let unprotected = 0;
   const result = (problem: string): VerifyResult => ({
     ok: false,
     events,
@@ -160,7 +163,14 @@ export async function verifyAuditFiles(opts: VerifyOptions): Promise<VerifyResul
     if (!prev) {
       firstSeq = rec.seq;
       if (rec.seq === 1 && rec.prevHash !== GENESIS_HASH) return result(`modified: ${where} (seq 1): prevHash is not the genesis hash`);
-      if (rec.seq > 1) warnings.push(`${where} starts at seq ${rec.seq}: the events before it are not in the files given`);
+      if (rec.seq > 1) {
+        // Only the writer's rotation starts a file mid-chain, and marks it; anything else lost its head.
+        if (rec.event !== CONTINUATION_EVENT) {
+          const range = rec.seq === 2 ? 'seq 1 is' : `seq 1..${rec.seq - 1} are`;
+          return result(`missing: ${range} missing before ${where}, which is not the start of a rotated file`);
+        }
+        warnings.push(`${where} starts at seq ${rec.seq}: the events before it are not in the files given`);
+      }
     } else {
       const expected = prev.seq + 1;
       if (rec.seq === expected) {
@@ -187,8 +197,8 @@ export async function verifyAuditFiles(opts: VerifyOptions): Promise<VerifyResul
       if (cp?.claims && cp.claims.seq >= rec.seq) {
         return result(`checkpoint: ${where} (seq ${rec.seq}) signs seq ${cp.claims.seq}, which is not before it`);
       }
-    } else {
-      nonCheckpointSeqs.push(rec.seq);
+    } else if (rec.seq > newestSeq) {
+      unprotected++;
     }
     for (const cp of bySeq.get(rec.seq) ?? []) {
       if (cp.claims!.hash !== rec.hash) {
@@ -221,8 +231,6 @@ export async function verifyAuditFiles(opts: VerifyOptions): Promise<VerifyResul
 
   const cpSeq = newest?.claims!.seq ?? 0;
   if (opts.key) {
-    const unprotected = nonCheckpointSeqs.filter((s) => s > cpSeq).length;
-    nonCheckpointSeqs = [];
     if (unprotected > 0) {
       warnings.push(
         newest

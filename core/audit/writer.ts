@@ -13,16 +13,18 @@
 // - With a signing key, checkpoints (checkpoint.ts) are taken every
 //   `checkpointEvery` records, every `checkpointIntervalMs`, and on close.
 // - With `rotateBytes`, a file that reached that size is renamed to
-//   `<file>.<12-digit last seq>` and a new file continues the chain.
+//   `<file>.<12-digit last seq>` and a new file continues the chain; its first
+//   record is a `system` event `audit-file-continued` naming the previous file.
 
 import { fstatSync, openSync, renameSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { GENESIS_HASH, seal } from './chain.js';
-import { CHECKPOINT_EVENT, signCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_EVENT, CONTINUATION_EVENT, signCheckpoint } from './checkpoint.js';
 import type { SigningKey } from './keys.js';
 import { auditBytesWritten, auditCheckpoints, auditErrors, auditEventsWritten, auditFsyncSeconds } from './metrics.js';
 import { newestRotated, resumeFile, rotatedName } from './recover.js';
@@ -45,6 +47,12 @@ export interface AuditWriterOptions {
   checkpointIntervalMs?: number;
   fsyncEvery?: number;
   fsyncIntervalMs?: number;
+  /**
+   * Bytes handed to the destination but not yet written that make append() refuse
+   * (throw AuditUnavailableError) until the disk catches up; default 64 MiB.
+   * Audit records are never dropped: a caller that cannot record, denies.
+   */
+  maxBacklogBytes?: number;
   /** Rotate when the file has at least this many bytes (default: never). */
   rotateBytes?: number;
   /** Clock, for tests. */
@@ -59,14 +67,20 @@ export class AuditUnavailableError extends Error {
 
 interface Destination {
   fd: number;
+  destroyed: boolean;
   write(s: string): boolean;
   flush(cb: (err?: Error | null) => void): void;
   end(): void;
+  destroy(): void;
   on(ev: 'error', fn: (err: Error) => void): void;
+  on(ev: 'write', fn: (n: number) => void): void;
   once(ev: 'close' | 'finish', fn: () => void): void;
 }
 
-const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100 };
+const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100, maxBacklogBytes: 64 * 1024 * 1024 };
+// sonic-boom writes at most 16 KiB per fs.write by default, one per event-loop turn,
+// which cannot keep up with a busy proxy; larger writes drain a burst in a few turns.
+const MAX_WRITE = 1024 * 1024;
 
 // An fsync on a pipe or terminal (stdout) fails with one of these; there is nothing to sync.
 const UNSYNCABLE = new Set(['EINVAL', 'ENOTSUP', 'EROFS']);
@@ -87,7 +101,9 @@ export class AuditWriter implements AuditSink {
   private checkpointHandle?: FileHandle;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly retiring: Promise<void>[] = [];
-  private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs'>> & AuditWriterOptions;
+  private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs' | 'maxBacklogBytes'>> & AuditWriterOptions;
+  /** Bytes handed to a destination and not yet written by it. */
+  private backlog = 0;
   private readonly now: () => Date;
 
   private constructor(opts: AuditWriterOptions, head: ChainHead | undefined) {
@@ -118,14 +134,19 @@ export class AuditWriter implements AuditSink {
   static async open(opts: AuditWriterOptions): Promise<AuditWriter> {
     let head: ChainHead | undefined;
     let torn: ReturnType<typeof resumeFile>['torn'];
+    let continues: string | undefined;
     if (opts.file !== '-') {
       ({ head, torn } = resumeFile(opts.file));
       if (!head) {
         const rotated = newestRotated(opts.file);
-        if (rotated) head = resumeFile(rotated).head;
+        if (rotated) {
+          head = resumeFile(rotated).head;
+          continues = rotated;
+        }
       }
     }
     const w = new AuditWriter(opts, head);
+    if (continues) w.markContinuation(continues);
     const cpFile = opts.checkpointFile ?? (opts.file === '-' ? false : `${opts.file}.checkpoints`);
     if (opts.signingKey && cpFile) w.checkpointHandle = await open(cpFile, 'a', 0o600);
     if (torn) {
@@ -202,6 +223,12 @@ export class AuditWriter implements AuditSink {
   private usable(): void {
     if (this.failure) throw new AuditUnavailableError(`audit trail unavailable: ${this.failure.message}`);
     if (this.closed) throw new AuditUnavailableError('audit trail closed');
+    if (this.backlog > this.opts.maxBacklogBytes) {
+      auditErrors.inc({ op: 'backlog' });
+      throw new AuditUnavailableError(
+        `audit trail unavailable: ${this.backlog} bytes wait to be written (limit ${this.opts.maxBacklogBytes}); the disk is not keeping up`,
+      );
+    }
   }
 
   /** Records the writer's own events: not masked field by field (they carry hashes and JWS that a PAN scan could alter). */
@@ -238,8 +265,9 @@ export class AuditWriter implements AuditSink {
     }
     // minLength 1: lines are written out as soon as possible (like 0), but only
     // with minLength > 0 does sonic-boom's flush(cb) wait for the write and fsync.
-    const dest = pino.destination({ fd, sync: false, minLength: 1 }) as unknown as Destination;
+    const dest = pino.destination({ fd, sync: false, minLength: 1, maxWrite: MAX_WRITE }) as unknown as Destination;
     dest.on('error', (err) => this.fail(err, 'write'));
+    dest.on('write', (n) => (this.backlog -= n));
     this.dest = dest;
     this.logger = pino(
       {
@@ -253,6 +281,7 @@ export class AuditWriter implements AuditSink {
             const line = s.charCodeAt(1) === 0x2c ? `{${s.slice(2)}` : s;
             const n = Buffer.byteLength(line);
             this.fileBytes += n;
+            this.backlog += n;
             auditBytesWritten.inc(n);
             return line;
           },
@@ -264,14 +293,28 @@ export class AuditWriter implements AuditSink {
 
   private rotate(): void {
     const old = this.dest;
-    renameSync(this.opts.file, rotatedName(this.opts.file, this.seq));
+    const renamed = rotatedName(this.opts.file, this.seq);
+    renameSync(this.opts.file, renamed);
     this.openDestination();
     // Pending writes of the old destination still land in the renamed file (same inode).
     this.retiring.push(this.retire(old));
+    this.markContinuation(renamed);
+  }
+
+  /**
+   * A file that does not start at seq 1 starts with this record, so that verify
+   * can tell a rotated file from one whose first lines were cut off.
+   */
+  private markContinuation(previousFile: string): void {
+    this.appendOwn({ event: CONTINUATION_EVENT, annotations: { 'agentgate.dev/previous-file': path.basename(previousFile) } });
   }
 
   private retire(dest: Destination): Promise<void> {
     return new Promise((resolve) => {
+      if (dest.destroyed) {
+        resolve();
+        return;
+      }
       if (dest.fd === 1) {
         dest.flush(() => resolve());
         return;
@@ -323,6 +366,9 @@ export class AuditWriter implements AuditSink {
     auditErrors.inc({ op });
     if (this.failure) return;
     this.failure = err;
+    // Drop what cannot be written: sonic-boom's exit hook would otherwise retry
+    // the buffered lines forever (flushSync loops on ENOSPC) and hang the process.
+    this.dest.destroy();
     this.opts.onError?.(err);
   }
 }

@@ -11,7 +11,9 @@
 //   `4111111111111111`    → `411111******1111`      (keep: 'bin+last4')
 //   `4111111111111111`    → `0000000000001111`      (fill: '0', numeric SQL columns)
 // The output never contains a PAN (masking repeats until none is left) and
-// masking it again changes nothing.
+// masking it again changes nothing. (With fill '0' the zeros are digits again: a
+// bin+last4 result like 4111110000001111 can itself pass the Luhn check; it holds
+// no card data, but a second pass would treat it as a PAN.)
 //
 // Options (every function): { keep?: 'last4' | 'bin+last4', fill?: '*' | '0',
 //   cardFields?: string[] /* extra JSON keys starred whole, JSON and value modes */ }.
@@ -28,8 +30,11 @@
 // Streaming (output identical however the input is cut; bounded memory):
 //   createTextMasker(opts) / createJsonMasker(opts) → { write(chunk): Buffer, end(): Buffer }
 //     write returns what can be released now; a run of digits cut by the chunk end is
-//     held back (at most 1 KiB) until the next write or end. Text mode passes every
-//     other byte untouched, invalid UTF-8 included.
+//     held back (at most 1 KiB) until the next write or end. Unchanged bytes come back
+//     as views of the chunk (no copy): don't reuse a chunk's memory before writing the
+//     result. Text mode passes every other byte untouched, invalid UTF-8 included.
+//     A run of digit groups longer than 1 KiB is decided window by window (each byte
+//     with at least 100 bytes of context on both sides, more than any PAN spans).
 //   createMaskStream({ format: 'text' | 'json', ...opts }) → node:stream Transform.
 // JSON mode: PANs masked inside strings and keys (escaped digits like \u0034 are
 // decoded, so they are caught, and written out plainly); a number that is a PAN

@@ -12,15 +12,26 @@ const SPACE = 0x20;
 const HYPHEN = 0x2d;
 
 export class RunEvaluator {
-  /** flags[k] = 1 when byte k of the last evaluated run is a digit to mask. */
+  /**
+   * flags[k] = 1 when byte k of the last evaluated run is a digit to mask; valid
+   * only when `marked` (no PAN found leaves the array untouched, to save clearing it).
+   */
   flags: Uint8Array;
+  marked = false;
+  /** Digits masked by the current pass. */
+  private newlyMasked = 0;
   private gStart: Int32Array;
   private gEnd: Int32Array;
+  /** Luhn sum of a group when its last digit is not doubled (A) or doubled (B). */
+  private gA: Int32Array;
+  private gB: Int32Array;
 
   constructor(capacity = 1024) {
     this.flags = new Uint8Array(capacity);
     this.gStart = new Int32Array(capacity);
     this.gEnd = new Int32Array(capacity);
+    this.gA = new Int32Array(capacity);
+    this.gB = new Int32Array(capacity);
   }
 
   private ensure(len: number): void {
@@ -30,37 +41,59 @@ export class RunEvaluator {
     this.flags = new Uint8Array(cap);
     this.gStart = new Int32Array(cap);
     this.gEnd = new Int32Array(cap);
+    this.gA = new Int32Array(cap);
+    this.gB = new Int32Array(cap);
   }
 
   /**
    * Evaluates src[off, off+len). With `openEnd`, a digit group touching the end is
    * still growing and takes no part in any candidate. Returns how many PANs whose
-   * last digit lies in [countFrom, countTo) were found; sets `flags`.
+   * last digit lies in [countFrom, countTo) were found; sets `flags` and `marked`.
    */
   evaluate(src: Uint8Array, off: number, len: number, openEnd: boolean, keepBin: boolean, countFrom = 0, countTo = len): number {
     this.ensure(len);
+    this.marked = false;
     const flags = this.flags;
     const gS = this.gStart;
     const gE = this.gEnd;
-    flags.fill(0, 0, len);
+    const gA = this.gA;
+    const gB = this.gB;
     let count = 0;
     for (;;) {
       // Groups of the current view: digits not yet masked, maximal.
+      const marked = this.marked;
       let ng = 0;
       let k = 0;
       let digits = 0;
       while (k < len) {
         const c = src[off + k];
-        if (c >= 0x30 && c <= 0x39 && flags[k] === 0) {
+        if (c >= 0x30 && c <= 0x39 && !(marked && flags[k] !== 0)) {
           const s = k;
           k++;
           while (k < len) {
             const d = src[off + k];
-            if (d < 0x30 || d > 0x39 || flags[k] !== 0) break;
+            if (d < 0x30 || d > 0x39 || (marked && flags[k] !== 0)) break;
             k++;
           }
           gS[ng] = s;
           gE[ng] = k;
+          let a = 0;
+          let b = 0;
+          let dbl = false;
+          for (let p = k - 1; p >= s; p--) {
+            const v = src[off + p] - 0x30;
+            const w = v * 2 > 9 ? v * 2 - 9 : v * 2;
+            if (dbl) {
+              a += w;
+              b += v;
+            } else {
+              a += v;
+              b += w;
+            }
+            dbl = !dbl;
+          }
+          gA[ng] = a;
+          gB[ng] = b;
           ng++;
           digits += k - s;
         } else {
@@ -71,9 +104,9 @@ export class RunEvaluator {
       if (digits < MIN_PAN_DIGITS) return count;
       const usable = openEnd && ng > 0 && gE[ng - 1] === len ? ng - 1 : ng;
       let changed = false;
+      this.newlyMasked = 0;
       for (let last = 0; last < usable; last++) {
         let sum = 0;
-        let t = 0;
         let total = 0;
         for (let i = last; i >= 0; i--) {
           if (i < last) {
@@ -84,24 +117,18 @@ export class RunEvaluator {
           }
           const glen = gE[i] - gS[i];
           if (total + glen > MAX_PAN_DIGITS) break;
-          for (let p = gE[i] - 1; p >= gS[i]; p--) {
-            let d = src[off + p] - 0x30;
-            if ((t & 1) === 1) {
-              d *= 2;
-              if (d > 9) d -= 9;
-            }
-            sum += d;
-            t++;
-          }
+          // Digits already to the right decide whether this group's last digit is doubled.
+          sum += (total & 1) === 0 ? gA[i] : gB[i];
           total += glen;
           if (total >= MIN_PAN_DIGITS && sum % 10 === 0 && brandOfPrefix(this.prefix6(src, off, i), total) !== undefined) {
-            if (this.mark(i, last, total, keepBin)) changed = true;
+            if (this.mark(i, last, total, keepBin, len)) changed = true;
             const end = gE[last] - 1;
             if (end >= countFrom && end < countTo) count++;
           }
         }
       }
-      if (!changed) return count;
+      // Another pass only when enough unmasked digits remain to form a candidate.
+      if (!changed || digits - this.newlyMasked < MIN_PAN_DIGITS) return count;
     }
   }
 
@@ -114,8 +141,12 @@ export class RunEvaluator {
     return p;
   }
 
-  private mark(first: number, last: number, total: number, keepBin: boolean): boolean {
+  private mark(first: number, last: number, total: number, keepBin: boolean, len: number): boolean {
     const flags = this.flags;
+    if (!this.marked) {
+      flags.fill(0, 0, len);
+      this.marked = true;
+    }
     let q = 0;
     let changed = false;
     const keepFrom = total - 4;
@@ -124,6 +155,7 @@ export class RunEvaluator {
         if (q >= keepFrom || (keepBin && q < 6)) continue;
         if (flags[p] === 0) {
           flags[p] = 1;
+          this.newlyMasked++;
           changed = true;
         }
       }

@@ -6,7 +6,7 @@
 // longer run is decided window by window (a PAN spans at most 37 bytes, and each
 // window sees well over that on both sides of the bytes it releases).
 
-import { MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import { brandOfPrefix, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
 import type { Output } from './output.js';
 import { RunEvaluator } from './pan-runs.js';
 
@@ -42,6 +42,8 @@ function nextDigitWords(src: Uint8Array, words: Uint32Array, i: number, end: num
     if (c >= 0x30 && c <= 0x39) return i;
     i++;
   }
+  // i is aligned here unless it reached end (rounding down would step back).
+  if (i >= end) return end;
   let w = (base + i) >> 2;
   const wend = (base + end) >> 2;
   while (w < wend) {
@@ -51,6 +53,24 @@ function nextDigitWords(src: Uint8Array, words: Uint32Array, i: number, end: num
     w++;
   }
   return nextDigit(src, (w << 2) - base, end);
+}
+
+/** Whether src[s, e), all digits, is a PAN: Luhn, then IIN range and length. */
+function singlePan(src: Uint8Array, s: number, e: number): boolean {
+  let sum = 0;
+  let dbl = false;
+  for (let p = e - 1; p >= s; p--) {
+    let d = src[p] - 0x30;
+    if (dbl) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    dbl = !dbl;
+  }
+  if (sum % 10 !== 0) return false;
+  const prefix6 = (src[s] - 0x30) * 100000 + (src[s + 1] - 0x30) * 10000 + (src[s + 2] - 0x30) * 1000 + (src[s + 3] - 0x30) * 100 + (src[s + 4] - 0x30) * 10 + (src[s + 5] - 0x30);
+  return brandOfPrefix(prefix6, e - s) !== undefined;
 }
 
 /** Below this many bytes the word view is not worth creating. */
@@ -91,11 +111,6 @@ export class PanScanner {
   /** True when the next bytes cannot change anything already seen: no run held, not inside a long digit group. */
   get idle(): boolean {
     return this.state === State.None;
-  }
-
-  /** True while bytes of an unfinished run are held back. */
-  get holding(): boolean {
-    return this.state === State.InGroup || this.state === State.AfterSep;
   }
 
   /**
@@ -196,7 +211,10 @@ export class PanScanner {
         continue;
       }
       if (digits >= MIN_PAN_DIGITS) {
-        const n = this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
+        // A run that is one group has one candidate, and what its masking leaves
+        // (at most ten digits) cannot form another: decide it without the evaluator.
+        const single = j - s === digits;
+        const n = single ? (singlePan(src, s, j) ? 1 : 0) : this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
         if (n > 0) {
           if (buf === src) {
             out.pass(src, passFrom, s);
@@ -205,11 +223,16 @@ export class PanScanner {
             delta = s;
             passFrom = s;
           }
-          const flags = this.evaluator.flags;
           const fill = this.fill;
-          const len = j - s;
           const at = s - delta;
-          for (let p = 0; p < len; p++) if (flags[p] !== 0) buf[at + p] = fill;
+          if (single) {
+            const keepFrom = j - 4 - delta;
+            for (let p = this.keepBin ? at + 6 : at; p < keepFrom; p++) buf[p] = fill;
+          } else {
+            const flags = this.evaluator.flags;
+            const len = j - s;
+            for (let p = 0; p < len; p++) if (flags[p] !== 0) buf[at + p] = fill;
+          }
           this.count += n;
         }
       }
@@ -310,6 +333,7 @@ export class PanScanner {
 
   private maskedHeld(from: number, to: number, flagged: number): Uint8Array {
     const copy = this.run.slice(from, to);
+    if (!this.evaluator.marked) return copy;
     const flags = this.evaluator.flags;
     const lim = Math.min(to, flagged);
     for (let p = from; p < lim; p++) if (flags[p] !== 0) copy[p - from] = this.fill;

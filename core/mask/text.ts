@@ -10,7 +10,11 @@ import { PanScanner } from './scanner.js';
 
 /** A streaming masker: feed chunks, get masked bytes; identical output however the input is cut. */
 export interface StreamMasker {
-  /** Masks a chunk; returns what can be released now (a run cut by the chunk end is held back). */
+  /**
+   * Masks a chunk; returns what can be released now (a run cut by the chunk end is
+   * held back). Unchanged stretches are returned as views of the chunk, not copies:
+   * do not reuse the chunk's memory until the result has been written out.
+   */
   write(chunk: Uint8Array): Buffer;
   /** Releases everything still held; the masker cannot be written after this. */
   end(): Buffer;

@@ -11,15 +11,17 @@ import { combineDecisions } from './engine.js';
 import { renderExplanation } from './explain.js';
 import type { Explained } from './explain.js';
 import type { PgRequest, PolicyRequest } from './types.js';
-import { parseKubeRequestLine, RequestInfoError } from '../kube/request-info.js';
+import { impersonationRequests, parseKubeRequestLine, readImpersonationHeaders, RequestInfoError } from '../kube/request-info.js';
 
 const USAGE = `Usage:
   agentgate policy check -f FILE [-o text|json]
       Validate a policy: every error as file:line:col: message (exit 1 if invalid),
       warnings for rules that can never take effect, a summary when valid.
   agentgate policy explain -f FILE --subject S [--group G]... [-o text|json]
-                           (--kube "METHOD /path?query" | --sql "SQL" --connection NAME)
+                           (--kube "METHOD /path?query" [-H "Impersonate-User: U"]...
+                            | --sql "SQL" --connection NAME)
       Show the decision for one request: action, winning rule, reason, every matched rule.
+      Impersonate-* headers add one impersonate operation per impersonated attribute.
 
 Examples:
   agentgate policy check -f examples/policies/payments.yaml
@@ -99,6 +101,7 @@ async function explain(argv: string[]): Promise<number> {
       kube: { type: 'string' },
       sql: { type: 'string' },
       connection: { type: 'string' },
+      header: { type: 'string', short: 'H', multiple: true },
       output: { type: 'string', short: 'o' },
     },
     { positionals: { max: 0 } },
@@ -108,6 +111,13 @@ async function explain(argv: string[]): Promise<number> {
   if ((values.kube === undefined) === (values.sql === undefined)) throw new UsageError('give exactly one of --kube "METHOD /path" or --sql "SQL"');
   if (values.sql !== undefined && !values.connection) throw new UsageError('--sql needs --connection NAME');
   if (values.kube !== undefined && values.connection) throw new UsageError('--connection applies only to --sql');
+  if (values.header && values.kube === undefined) throw new UsageError('--header applies only to --kube');
+  const headers: Record<string, string[]> = {};
+  for (const h of values.header ?? []) {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw new UsageError(`--header must be "Name: value", got '${h}'`);
+    (headers[h.slice(0, colon).trim().toLowerCase()] ??= []).push(h.slice(colon + 1).trim());
+  }
   const format = output(values.output);
 
   const loaded = loadPolicyFile(values.file);
@@ -123,6 +133,9 @@ async function explain(argv: string[]): Promise<number> {
   if (values.kube !== undefined) {
     try {
       requests = [parseKubeRequestLine(values.kube)];
+      // Impersonation is decided like the API server authorizes it: one request per attribute.
+      const imp = readImpersonationHeaders(headers);
+      if (imp) requests.push(...impersonationRequests(imp));
     } catch (err) {
       if (err instanceof RequestInfoError) {
         process.stderr.write(`agentgate policy explain: ${err.message}\n`);

@@ -54,7 +54,8 @@ export class CompiledPolicy implements Policy {
     let c = this.byIdentity.get(identity);
     // Re-checked on every call: an identity object changed in place must not keep its old rules.
     if (c === undefined || c.subject !== identity.subject || !sameList(c.groupList, identity.groups)) {
-      const key = `${identity.subject}\n\n${identity.groups.join('\n')}`;
+      // JSON keeps the key unambiguous whatever characters a token's subject or groups hold.
+      const key = JSON.stringify([identity.subject, identity.groups]);
       c = this.byKey.get(key);
       if (c === undefined) {
         const mine = this.rules.filter((r) => r.matchesIdentity(identity));

@@ -70,6 +70,21 @@ export function parsePolicy(text: string, file: string): LoadResult {
     const at = doc.positionOf(['spec', 'rules', s.index, 'name']);
     return { file, ...at, message: s.message };
   });
+  spec.rules.forEach((r, i) => {
+    for (const field of ['tables', 'functions'] as const) {
+      r.postgres?.[field]?.forEach((p, j) => {
+        // PostgreSQL folds unquoted names to lower case: `public.Cards` names only "Cards".
+        if (p !== p.toLowerCase() && !p.includes('"')) {
+          warnings.push({
+            file,
+            ...doc.positionOf(['spec', 'rules', i, 'postgres', field, j]),
+            message: `rule '${r.name}': postgres.${field}[${j}] '${p}' has upper-case letters; PostgreSQL folds unquoted names to lower case, so it matches only a quoted identifier of exactly that case`,
+          });
+        }
+      });
+    }
+  });
+  warnings.sort((a, b) => a.line - b.line || a.col - b.col);
   return { policy, errors: [], warnings };
 }
 

@@ -44,7 +44,7 @@ export interface KubernetesConfig {
   impersonate?: boolean;
   /** Directory for exec/attach session recordings (default `<identityDir>/../sessions` → config `sessionDir`). */
   sessionDir?: string;
-  /** audit.k8s.io level: Metadata (default), Request or RequestResponse (objects masked). */
+  /** audit.k8s.io level: Metadata, Request (default: request bodies of writes, masked) or RequestResponse (responses too, masked). */
   auditLevel?: 'Metadata' | 'Request' | 'RequestResponse';
   /** Name recorded as the audit event's `connection` (default `kubernetes`). */
   cluster?: string;
@@ -113,7 +113,7 @@ export function withDefaults(raw: Partial<KubernetesConfig> | undefined): Kubern
     identityDir: c.identityDir ?? SERVICE_ACCOUNT_DIR,
     tokenRotationSeconds: c.tokenRotationSeconds ?? 600,
     tokenGraceSeconds: c.tokenGraceSeconds ?? 120,
-    auditLevel: c.auditLevel ?? 'Metadata',
+    auditLevel: c.auditLevel ?? 'Request',
     cluster: c.cluster ?? 'kubernetes',
     impersonate: c.impersonate ?? false,
   };

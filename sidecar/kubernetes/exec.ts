@@ -89,7 +89,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   const streaming = !r.nonResource && r.resource === 'pods' && r.apiGroup === '' && ['exec', 'attach', 'portforward'].includes(r.subresource);
   if (!streaming) return refuse(status(400, 'BadRequest', `agentgate: connection upgrades are only proxied for pods/exec and pods/attach, not for ${req.url ?? ''}`, r), 'refused');
   if (r.subresource === 'portforward') {
-    return refuse(status(501, 'BadRequest', 'agentgate: port-forward is refused: its byte streams carry arbitrary protocols that agentgate cannot mask or record', r), 'refused');
+    return refuse(status(400, 'BadRequest', 'agentgate: port-forward is refused: its byte streams carry arbitrary protocols that agentgate cannot mask or record', r), 'refused');
   }
   if (upgrade.startsWith('spdy/')) return refuse(status(400, 'BadRequest', SPDY_REFUSAL, r), 'refused');
   if (upgrade !== 'websocket') return refuse(status(400, 'BadRequest', `agentgate: unsupported upgrade '${upgrade}'`, r), 'refused');
@@ -169,7 +169,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     client.send(frame);
   };
 
+  let done = false;
   up.on('message', (data: RawData) => {
+    // After either side closed, the session is over: nothing more is relayed or recorded.
+    if (done) return;
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
     if (buf.length === 0) return;
     bytesIn += buf.length;
@@ -198,6 +201,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   });
 
   client.on('message', (data: RawData) => {
+    if (done) return;
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
     if (buf.length === 0) return;
     const channel = buf[0]!;
@@ -216,7 +220,6 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     if (up.readyState === WebSocket.OPEN) up.send(buf);
   });
 
-  let done = false;
   const finish = async (why: string) => {
     if (done) return;
     done = true;

@@ -22,6 +22,7 @@ import type { Upstream } from './upstream.js';
 /** The API server's own limit on a request body is 3 MiB; we hold bodies to audit them. */
 export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
 const RESPONSE_OBJECT_LIMIT = 1024 * 1024;
+const BUFFER_LIMIT = 64 * 1024;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'audit-id']);
 
@@ -146,6 +147,8 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     sendStatus(res, s, { 'retry-after': '1' });
     return finish(503, { message: s.message, requestObject });
   }
+  // Destroying the body (refusal, client gone) emits an abort error nobody else awaits.
+  up.body.on('error', () => undefined);
   ctx.upstreamAuditId = typeof up.headers['audit-id'] === 'string' ? up.headers['audit-id'] : undefined;
 
   const contentType = up.headers['content-type'] as string | undefined;
@@ -170,11 +173,21 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
   }
 
   const masker = (plan as { masker: import('../../core/mask/text.js').StreamMasker }).masker;
-  res.writeHead(up.statusCode, headers);
   if (streaming) {
+    res.writeHead(up.statusCode, headers);
     openWatches.inc();
     deps.audit.append(buildEvent(ctx, 'ResponseStarted', up.statusCode));
   }
+  // Bodies that are not streams are held up to BUFFER_LIMIT and sent in one write with a
+  // Content-Length (fewer TLS records, and a body that fails to mask becomes a clean 502);
+  // larger ones switch to chunked streaming so a big LIST is never held whole.
+  let pending: Buffer[] | null = streaming ? null : [];
+  let pendingLen = 0;
+  const flushPending = () => {
+    res.writeHead(up.statusCode, headers);
+    for (const b of pending!) res.write(b);
+    pending = null;
+  };
   const keep = deps.level === 'RequestResponse' && !streaming ? ([] as Buffer[]) : undefined;
   let kept = 0;
   let bytesIn = 0;
@@ -190,6 +203,12 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
           keep.push(out);
           kept += out.length;
         }
+        if (pending) {
+          pending.push(out);
+          pendingLen += out.length;
+          if (pendingLen > BUFFER_LIMIT) flushPending();
+          continue;
+        }
         if (!res.write(out)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
         if (clientGone) break;
       }
@@ -198,14 +217,22 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
       const tail = masker.end();
       bytesOut += tail.length;
       keep?.push(tail);
-      res.end(tail);
+      if (pending) {
+        const whole = pending.length === 0 ? tail : Buffer.concat(tail.length ? [...pending, tail] : pending);
+        headers['content-length'] = String(whole.length);
+        res.writeHead(up.statusCode, headers);
+        res.end(whole);
+        pending = null;
+      } else res.end(tail);
     }
   } catch (err) {
     if (!clientGone) {
       failure = (err as Error).message;
       refusedBodies.inc({ why: 'unmaskable' });
-      deps.log.warn({ auditID: ctx.auditID, err: failure }, 'response could not be masked; connection cut');
-      res.destroy();
+      deps.log.warn({ auditID: ctx.auditID, err: failure }, 'response could not be masked');
+      if (!res.headersSent) sendStatus(res, status(502, 'InternalError', `agentgate: the API server's response could not be masked (${failure}), so it was refused`));
+      else res.destroy();
+      up.body.destroy();
     }
   } finally {
     if (streaming) openWatches.dec();

@@ -41,6 +41,7 @@ export function sendStatus(res: ServerResponse, s: StatusObject, headers: Record
 /** `pods "web"` / `pods` / `/version`, as the API server names the target in a forbidden message. */
 export function targetPhrase(r: KubeRequest): string {
   if (r.nonResource) return `${r.path}`;
-  const res = `${r.resource}${r.apiGroup ? `.${r.apiGroup}` : ''}${r.subresource ? `/${r.subresource}` : ''}`;
+  // As the API server words it: `pods "web-0" is forbidden` for pods/exec too.
+  const res = `${r.resource}${r.apiGroup ? `.${r.apiGroup}` : ''}`;
   return r.name ? `${res} "${r.name}"` : res;
 }

@@ -8,8 +8,13 @@ import { ACTION_RANK } from '../../core/policy/types.js';
 import type { Decision, PgRequest, PolicySource } from '../../core/policy/types.js';
 import type { PgErrorFields } from './wire.js';
 
+export interface ClassifiedStatement {
+  readonly text: string;
+  readonly operations: readonly PgRequest[];
+}
+
 export type Classified =
-  | { ok: true; operations: readonly PgRequest[] }
+  | { ok: true; operations: readonly PgRequest[]; statements?: readonly ClassifiedStatement[] }
   | { ok: false; sqlstate: string; message: string; position?: number };
 
 /** What the proxy needs from core/sql. */
@@ -22,10 +27,22 @@ export interface Verdict {
   forward: boolean;
   decision: Decision;
   operations: readonly PgRequest[];
+  /** The statements of a multi-statement query string, each audited on its own. */
+  statements?: readonly ClassifiedStatement[];
   error?: PgErrorFields;
 }
 
 const EMPTY_ALLOW: Decision = { action: 'allow', rule: 'empty-statement', reason: 'the query string holds no statement', enforced: true, matched: [] };
+
+/** A refusal the proxy makes on its own (no policy rule involved). */
+export function refusal(rule: string, reason: string, message: string, code = '42501'): Verdict {
+  return {
+    forward: false,
+    operations: [],
+    decision: { action: 'deny', rule, reason, enforced: true, matched: [] },
+    error: { severity: 'ERROR', code, message: `agentgate: ${message}` },
+  };
+}
 
 export function decideSql(sql: string, connection: string, identity: Identity, classifier: SqlClassifier, policy: PolicySource): Verdict {
   let classified: Classified;
@@ -49,7 +66,9 @@ export function decideSql(sql: string, connection: string, identity: Identity, c
       error: { severity: 'ERROR', code: classified.sqlstate, message: classified.message, position: classified.position },
     };
   }
-  return decideOperations(classified.operations, identity, policy);
+  const verdict = decideOperations(classified.operations, identity, policy);
+  if (classified.statements && classified.statements.length > 1) verdict.statements = classified.statements;
+  return verdict;
 }
 
 export function decideOperations(operations: readonly PgRequest[], identity: Identity, source: PolicySource): Verdict {

@@ -47,6 +47,8 @@ export interface PgProxyDeps {
   audit: AuditSink;
   log: Logger;
   auth: ClientAuthenticator;
+  /** False once the audit sink broke (default: always healthy). */
+  auditHealthy?: () => boolean;
 }
 
 interface Live {
@@ -221,6 +223,7 @@ export class PgListener {
       log: this.deps.log,
       starred,
       maxMessageBytes: this.options.maxMessageBytes,
+      auditHealthy: this.deps.auditHealthy ?? (() => true),
       cancelUpstream: () => void this.sendCancel(up.pid, up.secret),
     });
     entry.session = session;

@@ -1,8 +1,8 @@
 // The proxy's view of core/mask: PAN masking with the options of the policy in
 // force (`spec.masking.pan`, card fields), re-resolved when a reload changes them.
 
-import { maskText } from '../../core/mask/text.js';
-import type { MaskOptions } from '../../core/mask/options.js';
+import { maskInPlace, maskJson, maskText } from '../../core/mask/index.js';
+import type { MaskOptions } from '../../core/mask/index.js';
 import type { MaskingSpec, PolicySource } from '../../core/policy/types.js';
 import type { TextMasker } from './result-mask.js';
 
@@ -23,11 +23,14 @@ export function policyMasker(source: PolicySource): TextMasker {
       opts();
       return maskText(text, digitFill === '0' ? zero : plain);
     },
-    maskJson(text) {
-      // PANs inside JSON strings and numbers keep the document's framing when
-      // masked as text (same length); card-data keys are starred by the JSON masker.
+    maskInPlace(buf, start, end, digitFill) {
       opts();
-      return maskText(text, plain);
+      return maskInPlace(buf, start, end, digitFill === '0' ? zero : plain);
+    },
+    maskJson(text) {
+      // PANs in strings, keys and numbers, and values of card-data keys (cvv, pin, …).
+      opts();
+      return maskJson(text, plain);
     },
   };
 }

@@ -12,6 +12,8 @@ export interface TextMasker {
   maskText(text: string, digitFill?: string): string;
   /** Masks a JSON document's text: PANs in strings and numbers, card-data fields. */
   maskJson(text: string): string;
+  /** Masks bytes [start, end) in place (same length); returns the number of PANs masked. */
+  maskInPlace(buf: Buffer, start: number, end: number, digitFill?: string): number;
 }
 
 /** Shortest digit run the masker could call a PAN; a superset filter, never a decision. */
@@ -41,6 +43,7 @@ const INT8 = 20;
 const NUMERIC = 1700;
 const JSON_OID = 114;
 const JSONB = 3802;
+const BYTEA = 17;
 /** Text output of these is digits only: masked digits become '0' so drivers still parse it. */
 const NUMBER_TYPES = new Set([20, 21, 23, 26, 700, 701, 1700, 790, 1016, 1005, 1007, 1231, 1021, 1022]);
 /** Binary output of these is their text (jsonb: version byte + text). */
@@ -58,6 +61,8 @@ export const enum Col {
   Star,
   StarNumber,
   StarBinary,
+  /** bytea in hex text format (`\x3431…`): decoded, masked, re-encoded in place. */
+  ByteaHex,
 }
 
 export interface ColumnInfo {
@@ -105,11 +110,13 @@ export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starr
     if (fmt === 1) {
       if (c.typeOid === INT8) return (always = true), Col.BinaryInt8;
       if (c.typeOid === NUMERIC) return (always = true), Col.BinaryNumeric;
-      if (c.typeOid === JSONB) return Col.BinaryJsonb;
+      // JSON is always parsed: a card-data key (cvv) needs no digit run to be masked.
+      if (c.typeOid === JSONB) return (always = true), Col.BinaryJsonb;
       // Unknown binary types are scanned as bytes: an ASCII PAN inside is still found.
       return BINARY_TEXT_TYPES.has(c.typeOid) ? Col.Text : Col.Text;
     }
-    if (c.typeOid === JSON_OID || c.typeOid === JSONB) return Col.JsonText;
+    if (c.typeOid === JSON_OID || c.typeOid === JSONB) return (always = true), Col.JsonText;
+    if (c.typeOid === BYTEA) return (always = true), Col.ByteaHex;
     return number ? Col.NumberText : Col.Text;
   });
   return { cols: plan, always };
@@ -119,48 +126,51 @@ export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starr
 export const UNKNOWN_ROW: RowPlan = { cols: [], always: false };
 
 /**
- * Masks one DataRow frame [start, end) of `buf`. Returns undefined when the frame
- * goes out unchanged, else the replacement frame.
+ * Masks one DataRow frame [start, end) of `buf`. Text values are masked in place
+ * (same length: the frame is forwarded as it is, only bytes changed). Returns a
+ * replacement frame only when a value changed length (JSON, binary numbers).
  */
 export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPlan, masker: TextMasker): Buffer | undefined {
   if (!plan.always && !mayHoldPan(buf, start + 7, end)) return undefined;
   const n = buf.readInt16BE(start + 5);
   let p = start + 7;
-  let out: (Buffer | null)[] | undefined;
+  let replaced: (Buffer | undefined)[] | undefined;
   for (let i = 0; i < n; i++) {
     if (p + 4 > end) throw new ProtocolError('truncated DataRow');
     const len = buf.readInt32BE(p);
     p += 4;
-    if (len < 0) {
-      if (out) out.push(null);
-      continue;
-    }
+    if (len < 0) continue;
     if (p + len > end) throw new ProtocolError('truncated DataRow');
     const kind = i < plan.cols.length ? plan.cols[i] : Col.Text;
-    const replaced = maskValue(buf, p, p + len, kind, masker);
-    if (replaced !== undefined && !out) {
-      // First change in this row: copy the values before it as views.
-      out = [];
-      let q = start + 7;
-      for (let j = 0; j < i; j++) {
-        const l = buf.readInt32BE(q);
-        q += 4;
-        out.push(l < 0 ? null : buf.subarray(q, q + l));
-        if (l > 0) q += l;
-      }
+    if (kind === Col.Text || kind === Col.NumberText) {
+      if (mayHoldPan(buf, p, p + len)) masker.maskInPlace(buf, p, p + len, kind === Col.NumberText ? '0' : undefined);
+    } else if (kind === Col.ByteaHex) {
+      maskByteaHex(buf, p, p + len, masker);
+    } else if (kind !== Col.Skip) {
+      const r = maskValue(buf, p, p + len, kind, masker);
+      if (r !== undefined) (replaced ??= new Array<Buffer | undefined>(n))[i] = r;
     }
-    if (out) out.push(replaced ?? buf.subarray(p, p + len));
     p += len;
   }
-  if (!out) return undefined;
+  if (!replaced) return undefined;
+  // Rebuild with the replaced values; the others are copied from the (masked) frame.
+  const values: (Buffer | null)[] = [];
   let size = 7;
-  for (const v of out) size += 4 + (v ? v.length : 0);
+  p = start + 7;
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    const v = len < 0 ? null : replaced[i] ?? buf.subarray(p, p + len);
+    if (len > 0) p += len;
+    values.push(v);
+    size += 4 + (v ? v.length : 0);
+  }
   const msg = Buffer.allocUnsafe(size);
   msg[0] = B.DataRow;
   msg.writeInt32BE(size - 1, 1);
   msg.writeInt16BE(n, 5);
   let w = 7;
-  for (const v of out) {
+  for (const v of values) {
     if (v === null) {
       msg.writeInt32BE(-1, w);
       w += 4;
@@ -218,6 +228,18 @@ function maskValue(buf: Buffer, start: number, end: number, kind: Col, masker: T
     case Col.StarBinary:
       return Buffer.alloc(end - start);
   }
+}
+
+/** `\x` + hex: the bytes may hold a PAN as ASCII; masked bytes are written back as hex (same length). */
+function maskByteaHex(buf: Buffer, start: number, end: number, masker: TextMasker): void {
+  if (end - start < 2 || buf[start] !== 0x5c || buf[start + 1] !== 0x78) {
+    // escape format: printable ASCII digits appear as themselves
+    if (mayHoldPan(buf, start, end)) masker.maskInPlace(buf, start, end);
+    return;
+  }
+  const raw = Buffer.from(buf.toString('latin1', start + 2, end), 'hex');
+  if (!mayHoldPan(raw, 0, raw.length)) return;
+  if (masker.maskInPlace(raw, 0, raw.length) > 0) buf.write(raw.toString('hex'), start + 2, 'latin1');
 }
 
 // JSON that fails to parse (it is always valid from the server, but a json column
@@ -307,13 +329,10 @@ export function maskNotification(buf: Buffer, start: number, end: number, masker
   return reframe(Buffer.concat([buf.subarray(start, start + 9), Buffer.from(mc + '\0' + mp + '\0', 'utf8')]));
 }
 
-/** CopyData from the server: the row text (text and CSV formats) masked in place. */
-export function maskCopyData(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
-  if (!mayHoldPan(buf, start + 5, end)) return undefined;
-  const text = buf.toString('latin1', start + 5, end);
-  const masked = masker.maskText(text);
-  if (masked === text) return undefined;
-  return reframe(Buffer.concat([buf.subarray(start, start + 5), Buffer.from(masked, 'latin1')]));
+/** CopyData from the server: the row (text, CSV or binary format) masked in place, same length. */
+export function maskCopyData(buf: Buffer, start: number, end: number, masker: TextMasker): undefined {
+  if (mayHoldPan(buf, start + 5, end)) masker.maskInPlace(buf, start + 5, end);
+  return undefined;
 }
 
 function reframe(msg: Buffer): Buffer {

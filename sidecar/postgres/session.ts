@@ -17,12 +17,12 @@
 import type net from 'node:net';
 import crypto from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
-import type { AuditSink } from '../../core/audit/types.js';
+import type { AuditEventInput, AuditSink } from '../../core/audit/types.js';
 import type { PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
 import { B, F, FrameReader, ProtocolError, TERMINATE, errorResponse, isFrontendType, parseFields, parseMessage, queryMessage, readCString, skipCString } from './wire.js';
 import type { PgErrorFields } from './wire.js';
-import { decideOperations, decideSql } from './decide.js';
+import { decideOperations, decideSql, refusal } from './decide.js';
 import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
@@ -43,6 +43,8 @@ export interface SessionContext {
   /** `tableOid:column` of `spec.masking.columns`, resolved at connection start. */
   starred: ReadonlySet<string>;
   maxMessageBytes: number;
+  /** False once the audit sink broke: statements are refused (nothing runs unrecorded). */
+  auditHealthy(): boolean;
   /** Sends the server's own CancelRequest on a new connection. */
   cancelUpstream(): void;
 }
@@ -68,6 +70,9 @@ interface Unit {
   sqlstate?: string;
   bytesIn0: number;
   bytesOut0: number;
+  /** Multi-statement query: per statement, its rows, end time and error, in order. */
+  parts?: { rows: number; endNs?: bigint; sqlstate?: string }[];
+  part: number;
 }
 
 interface Stmt {
@@ -171,13 +176,13 @@ export class Session {
         lastEnd = end;
       });
     } catch (err) {
-      if (err instanceof ProtocolError) return this.protocolViolation(err.message);
-      throw err;
+      // Client bytes are untrusted: whatever they break ends this connection, never the process.
+      if (!(err instanceof ProtocolError)) this.ctx.log.error({ err: (err as Error).stack }, 'unexpected error handling a client message');
+      return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
     }
     if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
-    else if (!out && lastEnd === 0) return;
-    if (!out || this.closed) return;
-    this.send(this.server, this.client, out);
+    if (out && !this.closed) this.send(this.server, this.client, out);
+    if (this.auditQueue.length) this.flushAudit();
   }
 
   /** undefined: forward as is; Buffer: forward this instead; null: drop. */
@@ -187,7 +192,7 @@ export class Session {
       case F.Query: {
         const [sql, next] = readCString(buf, body, end);
         if (next !== end) throw new ProtocolError('invalid Query message: trailing bytes');
-        const verdict = decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
+        const verdict = this.decide(sql);
         const unit = this.newUnit(sql, verdict);
         this.countStatement(verdict);
         this.expect.push({ k: K.Query, name: '', unit });
@@ -201,7 +206,7 @@ export class Session {
         const [name, p1] = readCString(buf, body, end);
         const [sql, p2] = readCString(buf, p1, end);
         if (p2 + 2 > end || p2 + 2 + 4 * buf.readInt16BE(p2) !== end) throw new ProtocolError('invalid Parse message');
-        const verdict = decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
+        const verdict = this.decide(sql);
         this.expect.push({ k: K.Parse, name });
         if (verdict.forward) {
           this.statements.set(name, { sql, verdict });
@@ -209,7 +214,9 @@ export class Session {
         }
         // A refused Parse is recorded now: no Execute of it will ever run.
         this.countStatement(verdict);
-        this.statements.delete(name);
+        // The server drops the unnamed statement at any Parse; a named one that already
+        // exists stays (the failing Parse cannot replace it), so our record of it stays too.
+        if (name === '') this.statements.delete(name);
         const unit = this.newUnit(sql, verdict);
         this.finishUnit(unit, verdict.error!.code);
         return parseMessage(name, this.refuse(verdict.error!));
@@ -240,7 +247,7 @@ export class Session {
           return undefined;
         }
         // Decided again at each Execute: a policy reloaded since Parse applies now.
-        const verdict = decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy);
+        const verdict = this.ctx.auditHealthy() ? decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy) : AUDIT_DOWN;
         const unit = this.newUnit(stmt.sql, verdict);
         this.countStatement(verdict);
         this.expect.push({ k: K.Execute, name: portalName, unit });
@@ -262,12 +269,11 @@ export class Session {
       case F.FunctionCall: {
         // The fast-path interface calls any function by OID, out of sight of the SQL
         // classifier (lo_export, pg_read_file, …): refused.
-        const verdict: Verdict = {
-          forward: false,
-          operations: [],
-          decision: { action: 'deny', rule: 'function-call-protocol', reason: 'the fast-path function call protocol bypasses SQL policy', enforced: true, matched: [] },
-          error: { severity: 'ERROR', code: '42501', message: 'agentgate: the fast-path function call protocol is not allowed; call the function in a SQL statement instead' },
-        };
+        const verdict = refusal(
+          'function-call-protocol',
+          'the fast-path function call protocol bypasses SQL policy',
+          'the fast-path function call protocol is not allowed; call the function in a SQL statement instead',
+        );
         const unit = this.newUnit('<fast-path function call>', verdict);
         this.countStatement(verdict);
         this.expect.push({ k: K.Function, name: '', unit });
@@ -280,6 +286,11 @@ export class Session {
         // Flush, CopyData, CopyDone, CopyFail, and a stray password message (the server answers it).
         return undefined;
     }
+  }
+
+  private decide(sql: string): Verdict {
+    if (!this.ctx.auditHealthy()) return AUDIT_DOWN;
+    return decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
   }
 
   private refuse(error: PgErrorFields): string {
@@ -309,15 +320,13 @@ export class Session {
         lastEnd = end;
       });
     } catch (err) {
-      if (err instanceof ProtocolError) {
-        this.ctx.log.error({ connection: this.ctx.connection, err: err.message }, 'invalid message from the server');
-        this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: connection "${this.ctx.connection}": invalid message from the server: ${err.message}` });
-        return;
-      }
-      throw err;
+      this.ctx.log.error({ connection: this.ctx.connection, err: (err as Error).message }, 'invalid message from the server');
+      this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: connection "${this.ctx.connection}": invalid message from the server: ${(err as Error).message}` });
+      return;
     }
     if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
     if (out && !this.closed) this.send(this.client, this.server, out);
+    if (this.auditQueue.length) this.flushAudit();
     if (this.draining && !this.busy) this.shutdownIdle();
   }
 
@@ -330,7 +339,11 @@ export class Session {
           if (head.unit) head.unit.rows++;
           plan = head.plan ??= this.portalPlan(head.name);
         } else {
-          if (head?.unit) head.unit.rows++;
+          const u = head?.unit;
+          if (u) {
+            u.rows++;
+            if (u.parts && u.part < u.parts.length) u.parts[u.part].rows++;
+          }
           plan = this.queryPlan;
         }
         return maskDataRow(buf, start, end, plan, this.ctx.masker);
@@ -340,7 +353,10 @@ export class Session {
       case B.CommandComplete:
         this.inCopyOut = false;
         if (head?.k === K.Execute) this.finishExpect(undefined);
-        else this.queryPlan = UNKNOWN_ROW;
+        else {
+          this.queryPlan = UNKNOWN_ROW;
+          this.nextPart(head?.unit);
+        }
         return undefined;
       case B.ReadyForQuery: {
         this.status = buf[start + 5];
@@ -381,6 +397,7 @@ export class Session {
       case B.EmptyQueryResponse:
       case B.PortalSuspended:
         if (head?.k === K.Execute) this.finishExpect(undefined);
+        else this.nextPart(head?.unit);
         return undefined;
       case B.ErrorResponse:
         return this.onServerError(buf, start, end, head);
@@ -414,7 +431,12 @@ export class Session {
     }
     if (!replacement) sqlstate = errorCode(buf, start, end);
     this.inCopyOut = false;
-    if (head?.unit) head.unit.sqlstate ??= sqlstate;
+    if (head?.unit) {
+      const u = head.unit;
+      u.sqlstate ??= sqlstate;
+      // The failing statement of a multi-statement query, and none after it, ran.
+      if (u.parts) for (let i = u.part; i < u.parts.length; i++) u.parts[i].sqlstate ??= sqlstate;
+    }
     if (head && head.k !== K.Query && head.k !== K.Function && head.k !== K.Sync) {
       // Extended protocol: the server skips everything up to Sync.
       while (this.expect.length && this.expect[0].k !== K.Sync) {
@@ -424,6 +446,10 @@ export class Session {
     }
     if (replacement) return replacement;
     return maskFieldsMessage(buf, start, end, this.ctx.masker);
+  }
+
+  private nextPart(u: Unit | undefined): void {
+    if (u?.parts && u.part < u.parts.length) u.parts[u.part++].endNs = process.hrtime.bigint();
   }
 
   private finishExpect(sqlstate: string | undefined): void {
@@ -496,6 +522,7 @@ export class Session {
     }, 1000).unref();
     this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
     this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
+    this.flushAudit();
     this.audit('connection-end', { detail: reason });
     this.onClose?.();
   }
@@ -506,7 +533,8 @@ export class Session {
   private flushedOut = 0;
 
   private newUnit(sql: string, verdict: Verdict): Unit {
-    return { sql, verdict, startNs: process.hrtime.bigint(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut };
+    const parts = verdict.statements?.map(() => ({ rows: 0 }));
+    return { sql, verdict, startNs: process.hrtime.bigint(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut, parts, part: 0 };
   }
 
   private countStatement(v: Verdict): void {
@@ -522,7 +550,32 @@ export class Session {
     this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
     this.flushedIn = this.bytesIn;
     this.flushedOut = this.bytesOut;
-    const ops = u.verdict.operations;
+    const bytes = { in: this.bytesIn - u.bytesIn0, out: this.bytesOut - u.bytesOut0 };
+    const statements = u.verdict.statements;
+    if (!statements || !u.parts) {
+      this.auditStatement(u, u.sql, u.verdict.operations, u.rows, seconds * 1000, sqlstate, bytes);
+      return;
+    }
+    // One event per statement of a multi-statement query; bytes go with the first.
+    let prev = u.startNs;
+    for (let i = 0; i < statements.length; i++) {
+      const part = u.parts[i];
+      const end = part.endNs ?? process.hrtime.bigint();
+      const ms = part.endNs || i === 0 ? Number(end - prev) / 1e6 : 0;
+      if (part.endNs) prev = part.endNs;
+      this.auditStatement(u, statements[i].text, statements[i].operations, part.rows, ms, part.sqlstate ?? (part.endNs ? undefined : sqlstate), i === 0 ? bytes : undefined);
+    }
+  }
+
+  private auditStatement(
+    u: Unit,
+    text: string,
+    ops: Verdict['operations'],
+    rows: number,
+    durationMs: number,
+    sqlstate: string | undefined,
+    bytes: { in: number; out: number } | undefined,
+  ): void {
     const kinds: string[] = [];
     const tables: string[] = [];
     for (const op of ops) {
@@ -531,8 +584,9 @@ export class Session {
     }
     const d = u.verdict.decision;
     const id = this.ctx.identity;
-    try {
-      this.ctx.audit.append({
+    // Queued, and appended once the response is on its way to the client: the
+    // audit write is not on the statement's latency path.
+    this.auditQueue.push({
         auditID: crypto.randomUUID(),
         stage: 'ResponseComplete',
         verb: kinds[0] ?? 'empty',
@@ -543,20 +597,30 @@ export class Session {
         stageTimestamp: new Date().toISOString(),
         protocol: 'postgres',
         connection: this.ctx.connection,
-        statement: this.ctx.masker.maskText(u.sql),
+        statement: this.ctx.masker.maskText(text),
         statementKinds: kinds,
         tables,
         decision: { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced },
         pod: id.pod,
         session: this.ctx.sessionId,
-        rows: u.rows,
-        bytes: { in: this.bytesIn - u.bytesIn0, out: this.bytesOut - u.bytesOut0 },
-        durationMs: seconds * 1000,
+        rows,
+        bytes,
+        durationMs,
         sqlstate,
       });
-    } catch (err) {
-      this.ctx.log.error({ err: (err as Error).message }, 'audit append failed');
+  }
+
+  private readonly auditQueue: AuditEventInput[] = [];
+
+  private flushAudit(): void {
+    for (let i = 0; i < this.auditQueue.length; i++) {
+      try {
+        this.ctx.audit.append(this.auditQueue[i]);
+      } catch (err) {
+        this.ctx.log.error({ err: (err as Error).message }, 'audit append failed');
+      }
     }
+    this.auditQueue.length = 0;
   }
 
   private audit(event: string, extra: { sqlstate?: string; detail?: string } = {}): void {
@@ -592,6 +656,8 @@ export class Session {
     return String.fromCharCode(this.status);
   }
 }
+
+const AUDIT_DOWN = refusal('audit-unavailable', 'the audit trail cannot be written', 'the audit trail cannot be written, so no statement is run (fail closed); the sidecar needs attention');
 
 /** Result-column format codes at the end of a Bind message. */
 function readBindResultFormats(buf: Buffer, p: number, end: number): number[] {

@@ -237,6 +237,8 @@ function handshake(sock: net.Socket, t: UpstreamTarget, password: () => Promise<
           sock.off('data', onData);
           sock.off('error', onError);
           sock.off('end', onEnd);
+          // Until the session attaches its own handlers, an error must not go unhandled.
+          sock.on('error', () => {});
           sock.pause();
           const status = buf[body];
           // Anything after ReadyForQuery in this chunk belongs to the relay.

@@ -416,7 +416,7 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
     }
   });
 
-  after(function () {
-    if (injector?.stderr.includes('"level":50')) console.log(`      injector errors:\n${injector.stderr}`);
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed' && injector?.stderr) console.log(`      injector stderr (last 4 kB):\n${injector.stderr.slice(-4000)}`);
   });
 });

@@ -296,6 +296,44 @@ describe('kubernetes proxy e2e on the REAL kube-apiserver v1.20.2', function () 
     expect(invalid.status.message).to.match(/^ConfigMap "Not_A_Name" is invalid: metadata.name: Invalid value: "Not_A_Name"/);
   });
 
+  it('pages a list with the real server\'s continue tokens (limit), every page masked', async function () {
+    for (let i = 0; i < 5; i++) {
+      await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: `page-${i}` }, data: { pan: PAN } } });
+    }
+    const agent = agentConfig().makeApiClient(k8s.CoreV1Api);
+    const names: string[] = [];
+    let cont: string | undefined;
+    let pages = 0;
+    do {
+      const page = await agent.listNamespacedConfigMap({ namespace: NS, limit: 2, _continue: cont });
+      pages++;
+      for (const c of page.items) {
+        names.push(c.metadata!.name!);
+        if (c.metadata!.name!.startsWith('page-')) expect(c.data!.pan).to.equal(PAN_MASKED);
+      }
+      cont = page.metadata!._continue || undefined;
+    } while (cont);
+    const direct = (await core.listNamespacedConfigMap({ namespace: NS })).items.map((c) => c.metadata!.name!);
+    expect(names).to.deep.equal(direct);
+    expect(pages).to.equal(Math.ceil(direct.length / 2));
+  });
+
+  it('asks the real server for JSON when the client asks for protobuf only, so the answer can be masked', async function () {
+    const dispatcher = new Agent({ connect: { ca: await readFile(path.join(identityDir, 'ca.crt'), 'utf8') } });
+    try {
+      const res = await request(`https://127.0.0.1:${proxyPort}/api/v1/namespaces/${NS}/configmaps/cards`, {
+        dispatcher,
+        headers: { authorization: `Bearer ${agentToken}`, accept: 'application/vnd.kubernetes.protobuf' },
+      });
+      const text = await res.body.text();
+      expect(res.statusCode).to.equal(200);
+      expect(res.headers['content-type']).to.equal('application/json');
+      expect((JSON.parse(text) as k8s.V1ConfigMap).data!.note).to.equal(`refund card ${PAN_MASKED} today`);
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   it('client-node watch: events are masked, and a watch resumed from a real resourceVersion gets exactly what happened since', async function () {
     const kc = agentConfig();
     const agent = kc.makeApiClient(k8s.CoreV1Api);
@@ -368,7 +406,7 @@ describe('kubernetes proxy e2e on the REAL kube-apiserver v1.20.2', function () 
     expect(kube.some((e) => e.verb === 'delete' && e.annotations?.['authorization.k8s.io/decision'] === 'forbid')).to.equal(true);
   });
 
-  after(function () {
-    if (this.currentTest?.state === 'failed' && sidecarStderr) console.log(`      sidecar stderr:\n${sidecarStderr.slice(-4000)}`);
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed' && sidecarStderr) console.log(`      sidecar stderr (last 4 kB):\n${sidecarStderr.slice(-4000)}`);
   });
 });

@@ -58,11 +58,15 @@ export function derivedInput(name: 'already-injected' | 'reinvoked'): Pod {
 
 export type GoldenOutcome = { action: 'inject'; pod: Pod; warnings: string[] } | { action: 'refuse'; message: string } | { action: 'skip' };
 
-/** The golden text: warnings as comments, then the pod, or the refusal / skip. */
+/**
+ * The golden text: warnings as comments, then the pod (keys sorted, as kubectl
+ * prints objects, so that both paths render the same pod the same way), or the
+ * refusal / skip.
+ */
 export function renderGolden(o: GoldenOutcome): string {
   switch (o.action) {
     case 'inject':
-      return `${o.warnings.map((w) => `# warning: ${w}\n`).join('')}${stringify(o.pod, { lineWidth: 0 })}`;
+      return `${o.warnings.map((w) => `# warning: ${w}\n`).join('')}${stringify(o.pod, { lineWidth: 0, aliasDuplicateObjects: false, sortMapEntries: true })}`;
     case 'refuse':
       return stringify({ refused: o.message }, { lineWidth: 0 });
     case 'skip':

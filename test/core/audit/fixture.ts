@@ -27,12 +27,17 @@ export function event(i: number, extra: Partial<AuditEventInput> = {}): AuditEve
   };
 }
 
-/** Records seq from..to, chained from prevHash. */
-export function chain(from: number, to: number, prevHash = GENESIS_HASH): AuditRecord[] {
+/** The record the writer puts first in a file that continues a rotated one. */
+export function continuation(i: number, previousFile: string): AuditEventInput {
+  return { ...event(i), protocol: 'system', event: 'audit-file-continued', annotations: { 'agentgate.dev/previous-file': previousFile }, statement: undefined, connection: undefined, decision: undefined };
+}
+
+/** Records seq from..to, chained from prevHash; seqs in `continued` are rotation markers (the first line of a rotated-to file). */
+export function chain(from: number, to: number, prevHash = GENESIS_HASH, continued: number[] = []): AuditRecord[] {
   const out: AuditRecord[] = [];
   let prev = prevHash;
   for (let i = from; i <= to; i++) {
-    const r = seal(event(i), i, prev) as AuditRecord;
+    const r = seal(continued.includes(i) ? continuation(i, `audit.log.${String(i - 1).padStart(12, '0')}`) : event(i), i, prev) as AuditRecord;
     out.push(r);
     prev = r.hash;
   }

@@ -103,26 +103,34 @@ describe('audit verify: the hash chain', () => {
   });
 
   it('follows the chain across a rotated series given in order', async () => {
-    const recs = chain(1, 7);
+    const recs = chain(1, 7, undefined, [4]);
     const a = writeLines(path.join(dir, 'audit.log.000000000003'), recs.slice(0, 3).map(lineOf));
     const b = writeLines(path.join(dir, 'audit.log'), recs.slice(3).map(lineOf));
     expect((await verifyAuditFiles({ files: [a, b] })).summary).to.equal('ok: 7 events, chain intact, no checkpoint');
   });
 
   it('reports a missing file of a rotated series as missing records', async () => {
-    const recs = chain(1, 9);
+    const recs = chain(1, 9, undefined, [4, 7]);
     const a = writeLines(path.join(dir, 'a'), recs.slice(0, 3).map(lineOf));
     writeLines(path.join(dir, 'b'), recs.slice(3, 6).map(lineOf));
     const c = writeLines(path.join(dir, 'c'), recs.slice(6).map(lineOf));
     expect((await verifyAuditFiles({ files: [a, c] })).problem).to.equal(`missing: seq 4..6 (3 events) are missing before ${c}:1`);
   });
 
-  it('warns, but accepts, a series that starts after seq 1', async () => {
-    const recs = chain(1, 5);
+  it('warns, but accepts, a series that starts with a rotated file after seq 1', async () => {
+    const recs = chain(1, 5, undefined, [3]);
     writeLines(file, recs.slice(2).map(lineOf));
     const r = await verifyAuditFiles({ files: [file] });
     expect(r.summary).to.equal('ok: 3 events, chain intact, no checkpoint');
     expect(r.warnings).to.deep.equal([`${file}:1 starts at seq 3: the events before it are not in the files given`]);
+  });
+
+  it('reports the first lines cut off a file as missing: only a rotated file may start after seq 1', async () => {
+    const recs = chain(1, 5);
+    writeLines(file, recs.slice(2).map(lineOf));
+    expect((await verifyAuditFiles({ files: [file] })).problem).to.equal(
+      `missing: seq 1..2 are missing before ${file}:1, which is not the start of a rotated file`,
+    );
   });
 
   it('reports the first break when there are several', async () => {

@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -65,7 +67,7 @@ describe('audit writer', () => {
         statement: "select * from cards where pan = '4111 1111 1111 1111'",
         responseStatus: { code: 400, message: 'ERROR: invalid input syntax for type bigint: "5555555555554444"' },
         objectRef: { resource: 'configmaps', namespace: 'payments', name: 'card-378282246310005' },
-        requestObject: { data: { note: 'charge 4111-1111-1111-1111 now', nested: [{ pan: '5555555555554444' }] } },
+        requestObject: { data: { note: 'charge 4111-1111-1111-1111 now', nested: [{ pan: 5555555555554444, cvv: '123' }] } },
       }),
     );
     await w.close();
@@ -76,7 +78,7 @@ describe('audit writer', () => {
     expect(onDisk.statement).to.equal("select * from cards where pan = '**** **** **** 1111'");
     expect(onDisk.responseStatus?.message).to.equal('ERROR: invalid input syntax for type bigint: "************4444"');
     expect(onDisk.objectRef?.name).to.equal('card-***********0005');
-    expect(onDisk.requestObject).to.deep.equal({ data: { note: 'charge ****-****-****-1111 now', nested: [{ pan: '************4444' }] } });
+    expect(onDisk.requestObject).to.deep.equal({ data: { note: 'charge ****-****-****-1111 now', nested: [{ pan: '************4444', cvv: '***' }] } });
     expect(recordHash(onDisk)).to.equal(onDisk.hash);
   });
 
@@ -134,6 +136,23 @@ describe('audit writer', () => {
     expect((await verifyAuditFiles({ files: [file] })).summary).to.equal('ok: 4 events, chain intact, no checkpoint');
   });
 
+  it('resumes a chain whose writer was killed with SIGKILL while appending', async () => {
+    const child = spawn(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), 'crash-child.js'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const w = await openAuditWriter({ file });
+    const killedAt = w.head.seq;
+    expect(killedAt).to.be.greaterThan(0);
+    expect(w.append(event(0)).seq).to.equal(killedAt + 1);
+    await w.close();
+    const r = await verifyAuditFiles({ files: [file] });
+    expect(r.ok, r.summary).to.equal(true);
+    expect(readFileSync(file, 'utf8')).not.to.include('4111111111111111');
+  });
+
   it('refuses to resume when the last complete line is not an audit record', async () => {
     writeFileSync(file, 'not json at all\n');
     let err: Error | undefined;
@@ -160,7 +179,10 @@ describe('audit writer', () => {
     expect(flushErr).to.be.instanceOf(AuditUnavailableError);
     expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).to.deep.equal(['ENOSPC']);
     expect(() => w.append(event(2))).to.throw(AuditUnavailableError, 'audit trail unavailable: ENOSPC: no space left on device, write');
-    expect(await metricValue('agentgate_audit_errors_total', { op: 'write' })).to.equal(before + 1);
+    expect(await metricValue('agentgate_audit_errors_total', { op: 'write' })).to.be.greaterThan(before);
+    let closeErr: Error | undefined;
+    await w.close().catch((e: Error) => (closeErr = e));
+    expect(closeErr).to.be.instanceOf(AuditUnavailableError);
   });
 
   it('counts the records it writes', async () => {
@@ -178,18 +200,32 @@ describe('audit writer', () => {
     const rotated = readdirSync(dir).filter((n) => /^audit\.log\.\d{12}$/.test(n)).sort();
     expect(rotated.length).to.be.greaterThan(2);
     const series = [...rotated.map((n) => path.join(dir, n)), file];
-    expect((await verifyAuditFiles({ files: series })).summary).to.equal('ok: 20 events, chain intact, no checkpoint');
+    // 20 events plus one continuation marker per rotation.
+    expect((await verifyAuditFiles({ files: series })).summary).to.equal(`ok: ${20 + rotated.length} events, chain intact, no checkpoint`);
     // Each rotated file is named by the last seq it holds.
     for (const n of rotated) {
       const recs = readRecords(path.join(dir, n));
       expect(recs[recs.length - 1].seq).to.equal(Number(n.slice(-12)));
     }
 
+    // Every file after the first starts with a marker naming the file it continues.
+    for (let k = 1; k < series.length; k++) {
+      expect(readRecords(series[k])[0]).to.deep.include({ protocol: 'system', event: 'audit-file-continued', annotations: { 'agentgate.dev/previous-file': path.basename(series[k - 1]) } });
+    }
+    // So the live file alone verifies, with a warning that earlier events are elsewhere.
+    const alone = await verifyAuditFiles({ files: [file] });
+    expect(alone.ok).to.equal(true);
+    expect(alone.warnings).to.have.length(1);
+
     // A crash right after a rotation leaves an empty live file: the chain continues from the rotated one.
     writeFileSync(file, '');
-    const last = readRecords(series[series.length - 2]);
+    const newest = series[series.length - 2];
+    const last = readRecords(newest);
     const w2 = await openAuditWriter({ file });
-    expect(w2.head).to.deep.equal({ seq: last[last.length - 1].seq, hash: last[last.length - 1].hash });
     await w2.close();
+    const resumed = readRecords(file);
+    expect(resumed).to.have.length(1);
+    expect(resumed[0]).to.deep.include({ seq: last[last.length - 1].seq + 1, prevHash: last[last.length - 1].hash, event: 'audit-file-continued' });
+    expect((await verifyAuditFiles({ files: [...series.slice(0, -1), file] })).ok).to.equal(true);
   });
 });

@@ -53,6 +53,10 @@ describe('mask: JSON mode', () => {
     );
   });
 
+  it('recognises a card-data key spelled with escapes', () => {
+    expect(maskJson('{"\\u0043V\\u005fV":"123"}')).to.equal('{"\\u0043V\\u005fV":"***"}');
+  });
+
   it('takes extra card-data keys from the caller', () => {
     expect(maskJson('{"iban":"DE89","cvv":"1"}', { cardFields: ['IBAN'] })).to.equal('{"iban":"****","cvv":"*"}');
   });

@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { cardBrand, createJsonMasker, createTextMasker, maskJson, maskText } from '../../../core/mask/index.js';
+import type { MaskOptions } from '../../../core/mask/index.js';
 
 const PREFIXES = ['4', '51', '55', '2221', '2720', '34', '37', '6011', '65', '3528', '36', '300', '62', '6759', '5018'];
 
@@ -65,8 +66,8 @@ function findPans(s: string): string[] {
   return found;
 }
 
-function streamText(input: Buffer, cuts: number[]): Buffer {
-  const m = createTextMasker();
+function streamText(input: Buffer, cuts: number[], opts?: MaskOptions): Buffer {
+  const m = createTextMasker(opts);
   const parts: Buffer[] = [];
   let prev = 0;
   for (const c of [...new Set(cuts.map((x) => x % (input.length + 1)))].sort((x, y) => x - y)) {
@@ -123,6 +124,16 @@ describe('mask: properties', () => {
       expect(streamText(b, cuts).equals(whole)).to.equal(true);
       expect(findPans(whole.toString())).to.deep.equal([]);
     }), { numRuns: 100 });
+  });
+
+  it('keeps these properties with bin+last4', () => {
+    const opts: MaskOptions = { keep: 'bin+last4' };
+    fc.assert(fc.property(bytesArb, fc.array(fc.nat(), { maxLength: 6 }), (b, cuts) => {
+      const once = maskText(b, opts);
+      expect(streamText(b, cuts, opts).equals(once)).to.equal(true);
+      expect(maskText(once, opts).equals(once)).to.equal(true);
+      expect(findPans(once.toString('latin1'))).to.deep.equal([]);
+    }), { numRuns: 500 });
   });
 });
 

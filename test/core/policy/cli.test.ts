@@ -142,6 +142,18 @@ describe('agentgate policy (CLI)', () => {
       expect(r.stderr).to.equal('agentgate policy explain: SQL is refused before any rule applies (SQLSTATE 42601): syntax error at or near "SELEC" at character 1\n');
     });
 
+    it('decides Impersonate-* headers as impersonate operations', () => {
+      const r = agentgate('policy', 'explain', '-f', PAYMENTS, '--subject', SA, '--kube', 'GET /api/v1/namespaces/payments/pods', '-H', 'Impersonate-User: admin', '-H', 'Impersonate-Group: system:masters', '-o', 'json');
+      expect(r.code).to.equal(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.operations.map((o: { request: { verb: string; resource: string; name: string }; decision: { action: string; rule: string } }) => [o.request.verb, o.request.resource, o.request.name, o.decision.action, o.decision.rule])).to.deep.equal([
+        ['list', 'pods', '', 'allow', 'read-workloads'],
+        ['impersonate', 'users', 'admin', 'deny', 'builtin:impersonation'],
+        ['impersonate', 'groups', 'system:masters', 'deny', 'builtin:impersonation'],
+      ]);
+      expect(out.decision.rule).to.equal('builtin:impersonation');
+    });
+
     it('refuses an explain on an invalid policy with exit 1', () => {
       const r = agentgate('policy', 'explain', '-f', 'examples/policies/invalid.yaml', '--subject', SA, '--kube', 'GET /version');
       expect(r.code).to.equal(1);
@@ -163,6 +175,7 @@ describe('agentgate policy (CLI)', () => {
       [['policy', 'explain', '-f', PAYMENTS, '--kube', 'GET /version'], 'agentgate policy: missing --subject (see agentgate policy --help)\n'],
       [['policy', 'explain', '-f', PAYMENTS, '--subject', SA], 'agentgate policy: give exactly one of --kube "METHOD /path" or --sql "SQL" (see agentgate policy --help)\n'],
       [['policy', 'explain', '-f', PAYMENTS, '--subject', SA, '--sql', 'select 1'], 'agentgate policy: --sql needs --connection NAME (see agentgate policy --help)\n'],
+      [['policy', 'explain', '-f', PAYMENTS, '--subject', SA, '--kube', 'GET /version', '-H', 'nocolon'], "agentgate policy: --header must be \"Name: value\", got 'nocolon' (see agentgate policy --help)\n"],
       [['policy', 'check', '-f', PAYMENTS, '-o', 'yaml'], "agentgate policy: -o must be text or json, got 'yaml' (see agentgate policy --help)\n"],
     ];
     for (const [args, message] of cases) {

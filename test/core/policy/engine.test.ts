@@ -82,6 +82,12 @@ describe('policy engine: decide', () => {
       expect(p.decide(agent, kube('GET', '/api/v1/namespaces/a/pods/x/log')).matched).to.deep.equal(['subs']);
     });
 
+    it('matches */scale to the scale subresource of every resource', () => {
+      const p = policy(`    - { name: scale, kubernetes: { resources: ["*/scale"] }, action: allow }`);
+      expect(p.decide(agent, kube('PUT', '/apis/apps/v1/namespaces/a/deployments/d/scale')).rule).to.equal('scale');
+      expect(p.decide(agent, kube('PUT', '/apis/apps/v1/namespaces/a/deployments/d')).rule).to.equal('default');
+    });
+
     it('matches pods/exec for exec arriving as a WebSocket GET', () => {
       const p = policy(`    - { name: exec, kubernetes: { verbs: [create], resources: [pods/exec] }, action: approve }`);
       const d = p.decide(agent, kube('GET', '/api/v1/namespaces/a/pods/x/exec?command=sh&stdin=true'));

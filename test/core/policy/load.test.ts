@@ -178,6 +178,12 @@ describe('policy loading and validation', () => {
       ).to.deep.equal([]);
     });
 
+    it('warns about upper-case table patterns, which match only quoted identifiers', () => {
+      expect(warnings(`${HEAD}  rules:\n    - { name: t, postgres: { tables: [public.Cards] }, action: deny }\n`)).to.deep.equal([
+        "6:39: rule 't': postgres.tables[0] 'public.Cards' has upper-case letters; PostgreSQL folds unquoted names to lower case, so it matches only a quoted identifier of exactly that case",
+      ]);
+    });
+
     it('does not warn when the more restrictive rule is narrower', () => {
       expect(
         warnings(`${HEAD}  rules:

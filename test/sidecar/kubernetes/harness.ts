@@ -71,6 +71,7 @@ export interface Harness {
   kubectl(bin: string, args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
   events(): Promise<AuditRecord[]>;
   token(): Promise<string>;
+  setPolicy(text: string): void;
   stop(): Promise<void>;
 }
 
@@ -145,6 +146,9 @@ current-context: agent
       await audit.flush();
       const text = await readFile(auditFile, 'utf8');
       return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditRecord).filter((e) => e.protocol === 'kubernetes');
+    },
+    setPolicy(text) {
+      source.set(policyFrom(text));
     },
     async token() {
       return (await readFile(path.join(identityDir, 'token'), 'utf8')).trim();

@@ -85,7 +85,11 @@ for (const [label, kubectl] of [['kubectl 1.33', KUBECTL_NEW], ['kubectl 1.27', 
       } finally {
         child.kill();
       }
-      expect(out).to.contain('"note": "new card **** **** **** 0004"');
+      const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; object: { data: Record<string, string> } });
+      expect(events.map((e) => [e.type, e.object.data.note])).to.deep.equal([
+        ['ADDED', `card ${PAN_MASKED} on file`],
+        ['MODIFIED', 'new card **** **** **** 0004'],
+      ]);
       expect(out).not.to.contain('5500 0000 0000 0004');
     });
   });

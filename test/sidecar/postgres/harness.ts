@@ -144,7 +144,7 @@ export function readAudit(file: string): Record<string, any>[] {
 /** Runs psql against the proxy; resolves with stdout, stderr and the exit code (never throws). */
 export function psql(env: NodeJS.ProcessEnv, args: string[], input?: string): Promise<{ stdout: string; stderr: string; code: number }> {
   return new Promise((resolve) => {
-    const child = execFile('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=0', ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
+    const child = execFile('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=0', ...args], { env, timeout: 30_000, maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ stdout, stderr, code: err ? ((err as { code?: number }).code ?? 1) : 0 });
     });
     if (input !== undefined) child.stdin!.end(input);

@@ -105,11 +105,16 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       const c = await client();
       try {
         const r = await c.query('select doc, docb from cards where id = 1');
-        expect(r.rows[0].doc.pan).to.equal('************4444');
+        expect(r.rows[0].doc).to.deep.equal({ pan: '************4444', cvv: '***' });
         expect(r.rows[0].docb).to.deep.equal({ card: { number: '************1881' } });
       } finally {
         await c.end();
       }
+    });
+
+    it('masks PANs held as ASCII inside bytea values (hex output)', async () => {
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', "select convert_from(decode(encode(convert_to('card 4111111111111111', 'UTF8'), 'hex'), 'hex'), 'UTF8') as t, convert_to('card 4111111111111111', 'UTF8') as b"]);
+      expect(r.stdout).to.equal(`card ************1111|\\x${Buffer.from('card ************1111').toString('hex')}\n`);
     });
 
     it('stars columns named in spec.masking.columns whole', async () => {
@@ -135,6 +140,24 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
         const int8 = Buffer.from(row!.fields[0] as unknown as string, 'latin1');
         expect(int8.readBigInt64BE(0)).to.equal(1111n);
         expect(Buffer.from(row!.fields[2] as unknown as string, 'latin1').toString()).to.equal('**** **** **** 1111');
+      } finally {
+        c.end();
+      }
+    });
+
+    it('masks binary results of a statement described once and executed without a portal Describe', async () => {
+      // Drivers with a statement cache (pgx, JDBC) Describe the statement, then Bind + Execute only.
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([serialize.parse({ name: 'bin', text: 'select pan_num, holder from cards where id = $1' }), serialize.describe({ type: 'S', name: 'bin' }), serialize.sync()]);
+        const described = await c.until((m) => m.name === 'readyForQuery');
+        c.write([serialize.bind({ statement: 'bin', values: ['1'], binary: true }), serialize.execute({}), serialize.sync()]);
+        const msgs = await c.until((m) => m.name === 'readyForQuery', described.length);
+        const row = msgs.find((m) => m.name === 'dataRow') as unknown as { fields: string[] };
+        const numeric = Buffer.from(row.fields[0], 'latin1');
+        // ndigits 1, weight 0, sign +, dscale 0, digit 1111: the PAN became 0000000000001111.
+        expect([...numeric]).to.deep.equal([0, 1, 0, 0, 0, 0, 0, 0, 0x04, 0x57]);
+        expect(Buffer.from(row.fields[1], 'latin1').toString()).to.equal('Ada');
       } finally {
         c.end();
       }
@@ -327,6 +350,21 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       expect(r.stdout).to.equal('1\t**** **** **** 1111\n2\tno card here\n');
     });
 
+    it('masks every row of a large COPY and a large SELECT, whatever the chunk boundaries', async () => {
+      const r = await psql(h.proxyEnv(), ['-c', "copy (select g, '4111 1111 1111 1111', repeat('x', g % 97) from generate_series(1, 50000) g) to stdout"]);
+      const lines = r.stdout.split('\n').filter((l) => l);
+      expect(lines).to.have.length(50000);
+      expect(lines.every((l, i) => l.startsWith(`${i + 1}\t**** **** **** 1111\t`))).to.equal(true);
+      const c = await client();
+      try {
+        const res = await c.query("select g, '5555555555554444' as pan, repeat('y', g % 113) as pad from generate_series(1, 50000) g");
+        expect(res.rows).to.have.length(50000);
+        expect(res.rows.every((row: { pan: string }) => row.pan === '************4444')).to.equal(true);
+      } finally {
+        await c.end();
+      }
+    });
+
     it('copies in', async () => {
       const r = await psql(h.proxyEnv(), ['-c', 'copy items(name, price) from stdin'], 'copied-1\t7\ncopied-2\t8\n\\.\n');
       expect(r.stderr).to.equal('');
@@ -400,6 +438,28 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       expect((msgs[msgs.length - 1] as unknown as { code: string }).code).to.equal('08P01');
     });
 
+    it('survives random frontend messages from many clients and keeps serving a well-behaved one', async () => {
+      const types = [0x42, 0x43, 0x44, 0x45, 0x46, 0x48, 0x50, 0x51, 0x53, 0x64, 0x63, 0x66, 0x70];
+      const rnd = (n: number) => Math.floor(Math.random() * n);
+      const clients = await Promise.all(Array.from({ length: 30 }, () => RawClient.connect(h.proxyPort)));
+      for (const c of clients) {
+        const parts: Buffer[] = [];
+        for (let k = 0; k < 5; k++) {
+          const body = Buffer.alloc(rnd(12));
+          for (let i = 0; i < body.length; i++) body[i] = rnd(3) === 0 ? 0 : rnd(256);
+          const head = Buffer.alloc(5);
+          head[0] = types[rnd(types.length)];
+          head.writeInt32BE(4 + body.length, 1);
+          parts.push(head, body);
+        }
+        c.write(parts);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      clients.forEach((c) => c.end());
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', 'select 40 + 2']);
+      expect(r.stdout).to.equal('42\n');
+    });
+
     it('refuses replication connections at startup', async () => {
       const c = await RawClient.connect(h.proxyPort, false);
       c.write(serialize.startup({ user: 'agent', database: 'payments', replication: 'database' }));
@@ -445,6 +505,21 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       expect(events.some((e) => e.event === 'connection-start')).to.equal(true);
       expect(events.some((e) => e.event === 'connection-end')).to.equal(true);
     });
+
+    it('writes one event per statement of a multi-statement query, each with its own rows', async () => {
+      const c = await client();
+      const err = (await c.query('select id from items where id <= 3; select id from items where id <= 2; select 1 / 0; select 4').catch((e: unknown) => e)) as pg.DatabaseError;
+      expect(err.code).to.equal('22012');
+      await c.end();
+      await h.sidecar!.audit.flush();
+      const events = readAudit(h.auditFile).filter((e) => /^select (id from items where id <= [23]|1 \/ 0|4)$/.test(e.statement ?? ''));
+      expect(events.map((e) => [e.statement, e.rows, e.sqlstate])).to.deep.equal([
+        ['select id from items where id <= 3', 3, undefined],
+        ['select id from items where id <= 2', 2, undefined],
+        ['select 1 / 0', 0, '22012'],
+        ['select 4', 0, '22012'],
+      ]);
+    }).timeout(10_000);
 
     it('writes an audit file that `agentgate audit verify` accepts', async () => {
       await h.sidecar!.audit.flush();
