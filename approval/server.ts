@@ -71,6 +71,7 @@ export async function startApprovalServer(cfg: ApprovalConfig, opts: StartOption
     enableDefaultMetrics();
     metricsServer = await startMetricsServer(cfg.metrics.host, cfg.metrics.port);
   }
+  let closing: Promise<void> | undefined;
   const host = cfg.listen.host === '0.0.0.0' || cfg.listen.host === '::' ? '127.0.0.1' : cfg.listen.host;
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
@@ -80,13 +81,19 @@ export async function startApprovalServer(cfg: ApprovalConfig, opts: StartOption
     store,
     webhooks,
     async close() {
-      await service.stop();
+      if (closing) return closing;
+      closing = (async () => {
+      // Stop taking requests and drop held long-polls first, so none reaches a closed store.
+      const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await closed;
+      await service.stop();
       if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
       await webhooks.drain();
       if (!opts.audit) await audit?.close();
       if (!opts.store) await store.close();
+      })();
+      return closing;
     },
   };
 }

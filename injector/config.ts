@@ -188,7 +188,7 @@ export function parseInjectorConfig(text: string, file: string): InjectorConfig 
     const lim = cfg.resources.limits[r];
     if (req && lim && parseQuantity(req)! > parseQuantity(lim)!) fail(['resources', 'requests', r], `request ${req} is above limit ${lim}`);
   }
-  if (errors.length) throw new ConfigError(errors);
+  if (errors.length) throw new ConfigError(errors.sort((a, b) => a.line - b.line || a.col - b.col));
   return cfg;
 }
 

@@ -163,6 +163,13 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
     };
   }
 
+  if (spec.shareProcessNamespace) {
+    return {
+      action: 'refuse',
+      message: `agentgate refuses ${who}: it sets shareProcessNamespace, which lets agent containers read the proxy's files (its real credentials) through /proc; remove it, or label the pod ${INJECT_LABEL}=disabled if it is not an agent`,
+    };
+  }
+
   const override = ann[NATIVE_SIDECAR_ANNOTATION];
   if (override !== undefined && override !== 'true' && override !== 'false') {
     return { action: 'refuse', message: `agentgate refuses ${who}: annotation ${NATIVE_SIDECAR_ANNOTATION}: expected "true" or "false", got '${override}'` };
@@ -255,6 +262,12 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   if (mode === 'classic' && spec.restartPolicy && spec.restartPolicy !== 'Always') {
     warnings.push(`agentgate: classic sidecar mode with restartPolicy ${spec.restartPolicy}: the proxy never exits, so the pod will not complete`);
   }
+  // Not refused (platform pods legitimately need them), but neither is a boundary the proxy can hold.
+  const privileged = [...newInit, ...newContainers].filter((c) => c.securityContext?.privileged || c.securityContext?.capabilities?.add?.some((cap) => /^(CAP_)?(SYS_ADMIN|SYS_PTRACE|ALL)$/i.test(cap)));
+  if (privileged.length) warnings.push(`agentgate: containers ${privileged.map((c) => c.name).join(', ')} are privileged or add SYS_ADMIN/SYS_PTRACE: they can reach the proxy's credentials through the node`);
+  const hostPaths = new Set((spec.volumes ?? []).filter((v) => v.hostPath).map((v) => v.name));
+  const hostMounters = [...newInit, ...newContainers].filter((c) => (c.volumeMounts ?? []).some((m) => hostPaths.has(m.name)));
+  if (hostMounters.length) warnings.push(`agentgate: containers ${hostMounters.map((c) => c.name).join(', ')} mount hostPath volumes: check that they cannot read the kubelet's pod directories`);
   const usedPorts = [...newInit, ...newContainers].flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
   const clashes = usedPorts.filter((p) => p === PORTS.kubernetes || p === PORTS.health || p === PORTS.metrics || connections.some(([, c]) => c.port === p));
   if (clashes.length) warnings.push(`agentgate: container ports ${[...new Set(clashes)].join(', ')} are the proxy's; the agent and the proxy cannot both listen there`);

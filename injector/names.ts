@@ -30,12 +30,16 @@ export const CONNECTION_VOLUME_PREFIX = 'agentgate-conn-';
 
 /** Where in-cluster clients look for token, ca.crt and namespace. */
 export const SA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
-/** Where the sidecar writes the agent's token, ca.crt and namespace (the identity volume, read-write). */
-export const IDENTITY_DIR = '/var/run/agentgate/identity';
-export const APPROVAL_TOKEN_DIR = '/var/run/secrets/agentgate.dev/approval';
+/**
+ * In the sidecar, the identity volume is read-write at the service-account path
+ * (the sidecar's default `kubernetes.identityDir`), and the real token is here.
+ */
+export const IDENTITY_DIR = SA_PATH;
+export const KUBE_API_DIR = '/var/run/secrets/agentgate/kube-api';
+export const APPROVAL_TOKEN_DIR = '/var/run/secrets/agentgate/approval';
 export const CONFIG_DIR = '/etc/agentgate';
 export const CONFIG_FILE = `${CONFIG_DIR}/config.yaml`;
-export const CONNECTIONS_DIR = '/var/run/secrets/agentgate.dev/connections';
+export const CONNECTIONS_DIR = '/var/run/secrets/agentgate/connections';
 
 export const PORTS = {
   kubernetes: 15443,

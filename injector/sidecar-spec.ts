@@ -6,7 +6,7 @@ import type { Container, Volume, VolumeMount, EnvVar } from './pod-types.js';
 import type { ConnectionConfig, InjectorConfig, ResourceList } from './config.js';
 import {
   SIDECAR_NAME, IDENTITY_VOLUME, APPROVAL_TOKEN_VOLUME, CONFIG_VOLUME, OWN_TOKEN_VOLUME, CONNECTION_VOLUME_PREFIX,
-  SA_PATH, IDENTITY_DIR, APPROVAL_TOKEN_DIR, CONFIG_DIR, CONFIG_FILE, CONNECTIONS_DIR, PORTS,
+  KUBE_API_DIR, IDENTITY_DIR, APPROVAL_TOKEN_DIR, CONFIG_DIR, CONFIG_FILE, CONNECTIONS_DIR, PORTS,
 } from './names.js';
 
 export type Mode = 'native' | 'classic';
@@ -60,7 +60,7 @@ export function connectionVolumeName(name: string): string {
 
 export function buildSidecar(cfg: InjectorConfig, plan: SidecarPlan): Container {
   const mounts: VolumeMount[] = [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR }];
-  if (plan.tokenVolume) mounts.push({ name: plan.tokenVolume, mountPath: SA_PATH, readOnly: true });
+  if (plan.tokenVolume) mounts.push({ name: plan.tokenVolume, mountPath: KUBE_API_DIR, readOnly: true });
   mounts.push({ name: APPROVAL_TOKEN_VOLUME, mountPath: APPROVAL_TOKEN_DIR, readOnly: true });
   mounts.push({ name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true });
   for (const [name, c] of plan.connections) {
@@ -82,7 +82,8 @@ export function buildSidecar(cfg: InjectorConfig, plan: SidecarPlan): Container 
       { name: 'AGENTGATE_APPROVAL_TOKEN_FILE', value: `${APPROVAL_TOKEN_DIR}/token` },
       { name: 'AGENTGATE_CONNECTIONS', value: plan.connections.map(([n]) => n).join(',') },
       // Empty when the pod has no token for the API server: the proxy then denies every Kubernetes request.
-      { name: 'AGENTGATE_KUBERNETES_TOKEN_FILE', value: plan.tokenVolume ? `${SA_PATH}/token` : '' },
+      { name: 'AGENTGATE_KUBERNETES_TOKEN_FILE', value: plan.tokenVolume ? `${KUBE_API_DIR}/token` : '' },
+      { name: 'AGENTGATE_KUBERNETES_CA_FILE', value: plan.tokenVolume ? `${KUBE_API_DIR}/ca.crt` : '' },
     ],
     ports: [
       { name: 'ag-health', containerPort: PORTS.health, protocol: 'TCP' },

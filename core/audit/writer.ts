@@ -1,8 +1,8 @@
 // The chained audit writer: masks every event, chains it (chain.ts), and writes it
 // as one JSON line through pino to a file or stdout.
 //
-// - append() is synchronous and cheap: mask, hash, hand the line to pino's
-//   asynchronous destination (sonic-boom), which writes it out as soon as the
+// - append() is synchronous and cheap: mask, hash, hand the line to pino, whose
+//   destination (destination.ts) writes everything queued as soon as the
 //   previous write returns. A process crash loses at most the lines still in that
 //   buffer; the file never holds a half line except after a crash mid-write.
 // - Durability is batched: an fsync every `fsyncIntervalMs` or every `fsyncEvery`
@@ -16,12 +16,13 @@
 //   `<file>.<12-digit last seq>` and a new file continues the chain; its first
 //   record is a `system` event `audit-file-continued` naming the previous file.
 
-import { fstatSync, openSync, renameSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, renameSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
+import { AppendDestination } from './destination.js';
 import type { Logger } from 'pino';
 import { GENESIS_HASH, seal } from './chain.js';
 import { CHECKPOINT_EVENT, CONTINUATION_EVENT, signCheckpoint } from './checkpoint.js';
@@ -65,22 +66,8 @@ export class AuditUnavailableError extends Error {
   override name = 'AuditUnavailableError';
 }
 
-interface Destination {
-  fd: number;
-  destroyed: boolean;
-  write(s: string): boolean;
-  flush(cb: (err?: Error | null) => void): void;
-  end(): void;
-  destroy(): void;
-  on(ev: 'error', fn: (err: Error) => void): void;
-  on(ev: 'write', fn: (n: number) => void): void;
-  once(ev: 'close' | 'finish', fn: () => void): void;
-}
 
 const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100, maxBacklogBytes: 64 * 1024 * 1024 };
-// sonic-boom writes at most 16 KiB per fs.write by default, one per event-loop turn,
-// which cannot keep up with a busy proxy; larger writes drain a burst in a few turns.
-const MAX_WRITE = 1024 * 1024;
 
 // An fsync on a pipe or terminal (stdout) fails with one of these; there is nothing to sync.
 const UNSYNCABLE = new Set(['EINVAL', 'ENOTSUP', 'EROFS']);
@@ -90,7 +77,7 @@ export class AuditWriter implements AuditSink {
   private lastHash: string;
   private syncedSeq: number;
   private syncing?: Promise<void>;
-  private dest!: Destination;
+  private dest!: AppendDestination;
   private logger!: Logger;
   private fileBytes = 0;
   private readonly regularFile: boolean;
@@ -101,9 +88,8 @@ export class AuditWriter implements AuditSink {
   private checkpointHandle?: FileHandle;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly retiring: Promise<void>[] = [];
+  private readonly retired = new Set<AppendDestination>();
   private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs' | 'maxBacklogBytes'>> & AuditWriterOptions;
-  /** Bytes handed to a destination and not yet written by it. */
-  private backlog = 0;
   private readonly now: () => Date;
 
   private constructor(opts: AuditWriterOptions, head: ChainHead | undefined) {
@@ -220,20 +206,22 @@ export class AuditWriter implements AuditSink {
     }
   }
 
-  private usable(): void {
+  private usable(own = false): void {
     if (this.failure) throw new AuditUnavailableError(`audit trail unavailable: ${this.failure.message}`);
     if (this.closed) throw new AuditUnavailableError('audit trail closed');
-    if (this.backlog > this.opts.maxBacklogBytes) {
+    // The writer's own records (rotation marker, checkpoint, torn line) are few and keep the chain verifiable.
+    const backlog = this.backlog();
+    if (!own && backlog > this.opts.maxBacklogBytes) {
       auditErrors.inc({ op: 'backlog' });
       throw new AuditUnavailableError(
-        `audit trail unavailable: ${this.backlog} bytes wait to be written (limit ${this.opts.maxBacklogBytes}); the disk is not keeping up`,
+        `audit trail unavailable: ${backlog} bytes wait to be written (limit ${this.opts.maxBacklogBytes}); the disk is not keeping up`,
       );
     }
   }
 
   /** Records the writer's own events: not masked field by field (they carry hashes and JWS that a PAN scan could alter). */
   private appendOwn(fields: Partial<AuditEventInput>): AuditRecord {
-    this.usable();
+    this.usable(true);
     const time = this.now().toISOString();
     const event: AuditEventInput = {
       auditID: randomUUID(),
@@ -263,11 +251,12 @@ export class AuditWriter implements AuditSink {
       fd = openSync(this.opts.file, 'a', 0o600);
       this.fileBytes = fstatSync(fd).size;
     }
-    // minLength 1: lines are written out as soon as possible (like 0), but only
-    // with minLength > 0 does sonic-boom's flush(cb) wait for the write and fsync.
-    const dest = pino.destination({ fd, sync: false, minLength: 1, maxWrite: MAX_WRITE }) as unknown as Destination;
-    dest.on('error', (err) => this.fail(err, 'write'));
-    dest.on('write', (n) => (this.backlog -= n));
+    const dest = new AppendDestination(fd);
+    dest.on('error', (err: Error) => this.fail(err, 'write'));
+    dest.onQueued = (n) => {
+      this.fileBytes += n;
+      auditBytesWritten.inc(n);
+    };
     this.dest = dest;
     this.logger = pino(
       {
@@ -277,14 +266,7 @@ export class AuditWriter implements AuditSink {
         formatters: { level: () => ({}) },
         hooks: {
           // With no level, time or bindings pino's line starts "{," ; drop the comma.
-          streamWrite: (s: string) => {
-            const line = s.charCodeAt(1) === 0x2c ? `{${s.slice(2)}` : s;
-            const n = Buffer.byteLength(line);
-            this.fileBytes += n;
-            this.backlog += n;
-            auditBytesWritten.inc(n);
-            return line;
-          },
+          streamWrite: (s: string) => (s.charCodeAt(1) === 0x2c ? `{${s.slice(2)}` : s),
         },
       },
       dest as never,
@@ -309,18 +291,22 @@ export class AuditWriter implements AuditSink {
     this.appendOwn({ event: CONTINUATION_EVENT, annotations: { 'agentgate.dev/previous-file': path.basename(previousFile) } });
   }
 
-  private retire(dest: Destination): Promise<void> {
+  /** Bytes not yet written, over the live destination and any still draining after a rotation. */
+  private backlog(): number {
+    let n = this.dest.pendingBytes;
+    for (const d of this.retired) n += d.pendingBytes;
+    return n;
+  }
+
+  /** Writes out and fsyncs what dest holds, then closes its file (never stdout). */
+  private retire(dest: AppendDestination): Promise<void> {
+    this.retired.add(dest);
     return new Promise((resolve) => {
-      if (dest.destroyed) {
+      dest.flush(() => {
+        this.retired.delete(dest);
+        if (dest.fd !== 1 && dest.fd !== 2) closeSync(dest.fd);
         resolve();
-        return;
-      }
-      if (dest.fd === 1) {
-        dest.flush(() => resolve());
-        return;
-      }
-      dest.once('close', () => resolve());
-      dest.end();
+      });
     });
   }
 
@@ -366,8 +352,8 @@ export class AuditWriter implements AuditSink {
     auditErrors.inc({ op });
     if (this.failure) return;
     this.failure = err;
-    // Drop what cannot be written: sonic-boom's exit hook would otherwise retry
-    // the buffered lines forever (flushSync loops on ENOSPC) and hang the process.
+    // Drop what cannot be written: retrying a full or broken disk forever would
+    // only grow memory; every later append() is refused instead.
     this.dest.destroy();
     this.opts.onError?.(err);
   }

@@ -3,7 +3,9 @@
 
 import { UsageError, parseFlags } from '../cli/command.js';
 import type { Command } from '../cli/command.js';
+import { pipeline } from 'node:stream/promises';
 import { JsonMaskError, JsonMasker } from './json.js';
+import { maskerTransform } from './stream.js';
 import type { KeepMode } from './options.js';
 import { TextMasker } from './text.js';
 import type { StreamMasker } from './text.js';
@@ -45,23 +47,17 @@ export const command: Command = {
 
 async function filter(masker: StreamMasker): Promise<number> {
   try {
-    for await (const chunk of process.stdin) {
-      const out = masker.write(chunk as Buffer);
-      if (out.length > 0 && !process.stdout.write(out)) await drained();
-    }
-    const tail = masker.end();
-    if (tail.length > 0) process.stdout.write(tail);
+    // pipeline: backpressure from stdout, and every stream's error lands here.
+    await pipeline(process.stdin, maskerTransform(masker), process.stdout);
   } catch (err) {
     if (err instanceof JsonMaskError) {
       process.stderr.write(`agentgate mask: ${err.message}\n`);
       return 1;
     }
-    throw err;
+    // The reader went away (`agentgate mask | head`): stop quietly, like cat.
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0;
+    process.stderr.write(`agentgate mask: ${(err as Error).message}\n`);
+    return 1;
   }
-  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   return 0;
-}
-
-function drained(): Promise<void> {
-  return new Promise((resolve) => process.stdout.once('drain', resolve));
 }

@@ -30,10 +30,10 @@
 // Streaming (output identical however the input is cut; bounded memory):
 //   createTextMasker(opts) / createJsonMasker(opts) → { write(chunk): Buffer, end(): Buffer }
 //     write returns what can be released now; a run of digits cut by the chunk end is
-//     held back (at most 1 KiB) until the next write or end. Unchanged bytes come back
+//     held back (at most 4 KiB) until the next write or end. Unchanged bytes come back
 //     as views of the chunk (no copy): don't reuse a chunk's memory before writing the
 //     result. Text mode passes every other byte untouched, invalid UTF-8 included.
-//     A run of digit groups longer than 1 KiB is decided window by window (each byte
+//     A run of digit groups longer than 4 KiB is decided window by window (each byte
 //     with at least 100 bytes of context on both sides, more than any PAN spans).
 //   createMaskStream({ format: 'text' | 'json', ...opts }) → node:stream Transform.
 // JSON mode: PANs masked inside strings and keys (escaped digits like \u0034 are

@@ -22,16 +22,25 @@ export class RunEvaluator {
   private newlyMasked = 0;
   private gStart: Int32Array;
   private gEnd: Int32Array;
-  /** Luhn sum of a group when its last digit is not doubled (A) or doubled (B). */
-  private gA: Int32Array;
-  private gB: Int32Array;
+  /** Digits in groups [0, g) (index g). */
+  private pDigits: Int32Array;
+  /**
+   * Prefix Luhn sums over groups [0, g), for candidates whose total digit count up
+   * to their end is even (s0) or odd (s1): a candidate's Luhn sum is a difference.
+   */
+  private s0: Int32Array;
+  private s1: Int32Array;
+  /** First group of the separator-linked stretch that group g belongs to. */
+  private segStart: Int32Array;
 
   constructor(capacity = 1024) {
     this.flags = new Uint8Array(capacity);
     this.gStart = new Int32Array(capacity);
     this.gEnd = new Int32Array(capacity);
-    this.gA = new Int32Array(capacity);
-    this.gB = new Int32Array(capacity);
+    this.pDigits = new Int32Array(capacity + 1);
+    this.s0 = new Int32Array(capacity + 1);
+    this.s1 = new Int32Array(capacity + 1);
+    this.segStart = new Int32Array(capacity);
   }
 
   private ensure(len: number): void {
@@ -41,8 +50,10 @@ export class RunEvaluator {
     this.flags = new Uint8Array(cap);
     this.gStart = new Int32Array(cap);
     this.gEnd = new Int32Array(cap);
-    this.gA = new Int32Array(cap);
-    this.gB = new Int32Array(cap);
+    this.pDigits = new Int32Array(cap + 1);
+    this.s0 = new Int32Array(cap + 1);
+    this.s1 = new Int32Array(cap + 1);
+    this.segStart = new Int32Array(cap);
   }
 
   /**
@@ -56,8 +67,10 @@ export class RunEvaluator {
     const flags = this.flags;
     const gS = this.gStart;
     const gE = this.gEnd;
-    const gA = this.gA;
-    const gB = this.gB;
+    const pD = this.pDigits;
+    const s0 = this.s0;
+    const s1 = this.s1;
+    const seg = this.segStart;
     let count = 0;
     for (;;) {
       // Groups of the current view: digits not yet masked, maximal.
@@ -77,6 +90,7 @@ export class RunEvaluator {
           }
           gS[ng] = s;
           gE[ng] = k;
+          // Luhn sum of the group when its last digit is not doubled (a) or doubled (b).
           let a = 0;
           let b = 0;
           let dbl = false;
@@ -92,10 +106,17 @@ export class RunEvaluator {
             }
             dbl = !dbl;
           }
-          gA[ng] = a;
-          gB[ng] = b;
+          const linked = ng > 0 && gE[ng - 1] + 1 === s && (src[off + s - 1] === SPACE || src[off + s - 1] === HYPHEN);
+          seg[ng] = linked ? seg[ng - 1] : ng;
+          const upTo = digits + (k - s);
+          // In a candidate ending where `end` digits have been counted, this group's last
+          // digit is doubled when end - upTo is odd.
+          pD[ng] = digits;
+          pD[ng + 1] = upTo;
+          s0[ng + 1] = s0[ng] + ((upTo & 1) === 0 ? a : b);
+          s1[ng + 1] = s1[ng] + ((upTo & 1) === 1 ? a : b);
           ng++;
-          digits += k - s;
+          digits = upTo;
         } else {
           k++;
         }
@@ -105,26 +126,23 @@ export class RunEvaluator {
       const usable = openEnd && ng > 0 && gE[ng - 1] === len ? ng - 1 : ng;
       let changed = false;
       this.newlyMasked = 0;
+      // Candidates ending at group `last` start at groups whose digit count to the
+      // end is 12..19; both bounds only move right as `last` does.
+      let lo = 0;
+      let hi = -1;
       for (let last = 0; last < usable; last++) {
-        let sum = 0;
-        let total = 0;
-        for (let i = last; i >= 0; i--) {
-          if (i < last) {
-            const gap = gE[i];
-            if (gap + 1 !== gS[i + 1]) break;
-            const sep = src[off + gap];
-            if (sep !== SPACE && sep !== HYPHEN) break;
-          }
-          const glen = gE[i] - gS[i];
-          if (total + glen > MAX_PAN_DIGITS) break;
-          // Digits already to the right decide whether this group's last digit is doubled.
-          sum += (total & 1) === 0 ? gA[i] : gB[i];
-          total += glen;
-          if (total >= MIN_PAN_DIGITS && sum % 10 === 0 && brandOfPrefix(this.prefix6(src, off, i), total) !== undefined) {
-            if (this.mark(i, last, total, keepBin, len)) changed = true;
-            const end = gE[last] - 1;
-            if (end >= countFrom && end < countTo) count++;
-          }
+        const end = pD[last + 1];
+        while (end - pD[lo] > MAX_PAN_DIGITS) lo++;
+        while (hi < last && end - pD[hi + 1] >= MIN_PAN_DIGITS) hi++;
+        const from = lo > seg[last] ? lo : seg[last];
+        const sums = (end & 1) === 0 ? s0 : s1;
+        for (let i = hi; i >= from; i--) {
+          if ((sums[last + 1] - sums[i]) % 10 !== 0) continue;
+          const total = end - pD[i];
+          if (brandOfPrefix(this.prefix6(src, off, i), total) === undefined) continue;
+          if (this.mark(i, last, total, keepBin, len)) changed = true;
+          const at = gE[last] - 1;
+          if (at >= countFrom && at < countTo) count++;
         }
       }
       // Another pass only when enough unmasked digits remain to form a candidate.

@@ -14,7 +14,7 @@ const SPACE = 0x20;
 const HYPHEN = 0x2d;
 
 /** Most bytes of one run held back at once. */
-export const RUN_WINDOW = 1024;
+export const RUN_WINDOW = 4096;
 /** Bytes at a window's end that are not released yet (beyond any PAN's reach). */
 const RELEASE_MARGIN = 128;
 /** A new window restarts this far back, at a group boundary, to see PANs that cross the cut. */
@@ -76,6 +76,11 @@ function singlePan(src: Uint8Array, s: number, e: number): boolean {
 /** Below this many bytes the word view is not worth creating. */
 const WORDS_MIN = 256;
 
+// One evaluator for every scanner: it keeps nothing between calls (its flags are
+// read right after each synchronous evaluate), so sharing it saves each masker
+// (one per proxied response) its buffers.
+const sharedEvaluator = new RunEvaluator(RUN_WINDOW);
+
 const enum State {
   None,
   InGroup,
@@ -88,13 +93,14 @@ export class PanScanner {
   /** PANs found since the counter was last read (see takeCount). */
   private count = 0;
   private state = State.None;
-  private readonly run = new Uint8Array(RUN_WINDOW);
+  /** The held run; allocated on the first run that crosses a chunk end. */
+  private run: Uint8Array = new Uint8Array(0);
   private runLen = 0;
   /** run[0, released) has already been written out (after a window). */
   private released = 0;
   private groupStart = 0;
   private groupLen = 0;
-  private readonly evaluator = new RunEvaluator(RUN_WINDOW);
+  private readonly evaluator = sharedEvaluator;
 
   constructor(
     public out: Output,
@@ -264,6 +270,7 @@ export class PanScanner {
       switch (this.state) {
         case State.None:
           // Only entered at a digit.
+          if (this.run.length === 0) this.run = new Uint8Array(RUN_WINDOW);
           this.runLen = 0;
           this.released = 0;
           this.groupStart = 0;

@@ -7,6 +7,7 @@
 import type { StatementKind, StatementQualifier } from '../policy/types.js';
 import type { AstNode } from './parser.js';
 import { COPY_FILE, COPY_PROGRAM } from './dangerous.js';
+import { sessionParameterProblem } from './session.js';
 import { functionName, qualifiedFromParts, tableName, type NameOptions, type RangeVarLike } from './names.js';
 
 /** What a statement does, without the connection (added by the caller). */
@@ -128,6 +129,19 @@ function explainAnalyzes(fields: AstNode): boolean {
   return analyze;
 }
 
+/** The value a SET assigns, as PostgreSQL would show it (`a, b` for lists). */
+function setValue(args: unknown): string {
+  if (!Array.isArray(args)) return '';
+  const parts: string[] = [];
+  for (const a of args) {
+    const c = isObj(a) && isObj(a.A_Const) ? a.A_Const : undefined;
+    if (!c) continue;
+    const v = isObj(c.sval) ? c.sval.sval : isObj(c.ival) ? (c.ival.ival ?? 0) : isObj(c.boolval) ? (c.boolval.boolval ?? false) : isObj(c.fval) ? c.fval.fval : undefined;
+    parts.push(String(v ?? ''));
+  }
+  return parts.join(', ');
+}
+
 export class StatementClassifier {
   constructor(private readonly names: NameOptions) {}
 
@@ -224,6 +238,13 @@ export class StatementClassifier {
     const kind = kindOf(type, fields);
     const f = this.walkAll(fields, scope);
     const tables = new Set(f.tables);
+    // `SET x = v` is `set_config('x', v, false)`. When x changes how the server reads later
+    // statement text or resolves unqualified names (standard_conforming_strings off, a
+    // non-UTF-8 client_encoding, another search_path), the classifier could no longer follow
+    // the session: report it as the dangerous function it is equivalent to.
+    if (type === 'VariableSetStmt' && fields.kind === 'VAR_SET_VALUE' && typeof fields.name === 'string') {
+      if (sessionParameterProblem(fields.name, setValue(fields.args))) f.functions.add('set_config');
+    }
     if (type === 'DropStmt' && Array.isArray(fields.objects)) {
       const removeType = String(fields.removeType);
       for (const o of fields.objects) {

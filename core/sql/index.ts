@@ -39,8 +39,12 @@
 //   where position is 1-based in characters, as PostgreSQL's ErrorResponse 'P' field.
 //   A NUL byte in the text → 08P01; nesting beyond the parser's stack → 54001.
 // - Only whitespace/comments → ok with no operations (the server answers EmptyQueryResponse).
-// - The parser reads text as PostgreSQL does with standard_conforming_strings = on and UTF-8:
-//   the proxy must refuse sessions that change either (sessionParameterProblem, session.ts).
+// - The parser reads text as PostgreSQL does with standard_conforming_strings = on and UTF-8,
+//   and reports unqualified names for the default search_path. A SET that leaves any of these
+//   (`SET standard_conforming_strings = off`, `SET NAMES 'SJIS'`, `SET search_path = secret`)
+//   also reports the function `set_config` (its equivalent), so the dangerous-function guard
+//   denies it; the proxy must check startup parameters and ParameterStatus with
+//   sessionParameterProblem (session.ts) and stop classifying a session that left them.
 //
 // For the audit log: maskSqlText(sql, { keep, cardFields }) masks literal PANs and stars the
 // literals given to card-data columns (cvv, pin, track data…), see mask-sql.ts.

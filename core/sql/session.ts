@@ -4,12 +4,17 @@
 //     for the parser, so `SELECT '\'' , 1; DROP TABLE cards; --'` is one harmless SELECT to
 //     the parser and a SELECT plus a DROP to the server;
 //   - client encodings whose multi-byte characters may contain ASCII bytes (SJIS, BIG5, GBK,
-//     UHC, GB18030, JOHAB) let a `\` or `'` byte hide inside a character, the same trick.
-// Both settings are reported by the server in ParameterStatus and may be asked for in the
-// StartupMessage. The proxy checks each with this function and refuses to go on (deny every
+//     UHC, GB18030, JOHAB) let a `\` or `'` byte hide inside a character, the same trick;
+//   - another search_path makes `cards` mean `secret.cards` while the policy sees public.cards.
+// standard_conforming_strings and client_encoding are reported by the server in
+// ParameterStatus; all three may be asked for in the StartupMessage (check each parameter),
+// and a SET of them is classified with the function `set_config` (classify.ts), which the
+// built-in policy guard denies. The proxy checks each with this function and refuses to go on (deny every
 // statement, or close the session) when it returns a reason: fail closed.
 
 const SAFE_ENCODINGS = new Set(['utf8', 'utf-8', 'unicode']);
+/** search_path values under which an unqualified name resolves as the classifier reports it. */
+const DEFAULT_PATHS = new Set(['$user,public', 'public', 'pg_catalog,public', 'pg_catalog,$user,public']);
 
 /** Why `name = value` makes statement text unreadable for the classifier; undefined when it is fine. */
 export function sessionParameterProblem(name: string, value: string): string | undefined {
@@ -20,6 +25,9 @@ export function sessionParameterProblem(name: string, value: string): string | u
   }
   if (n === 'client_encoding' && !SAFE_ENCODINGS.has(v)) {
     return `client_encoding must be UTF8 (not ${value}): the proxy reads statements as UTF-8`;
+  }
+  if (n === 'search_path' && !DEFAULT_PATHS.has(value.replace(/["'\s]/g, '').toLowerCase())) {
+    return `search_path must stay the default (not ${value}): the proxy reports unqualified tables as public.x`;
   }
   return undefined;
 }

@@ -84,6 +84,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   if (!a.ok) return refuse(a.status, 'denied');
   decisionLabel = 'allow';
   const r = a.request;
+  if (deps.auditBroken?.()) {
+    decisionLabel = 'deny';
+    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); sessions are refused until it can record them again`, r), 'refused');
+  }
 
   const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
   const streaming = !r.nonResource && r.resource === 'pods' && r.apiGroup === '' && ['exec', 'attach', 'portforward'].includes(r.subresource);

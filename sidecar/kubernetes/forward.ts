@@ -32,6 +32,8 @@ export interface ForwardDeps extends AdmitDeps {
   log: Logger;
   cluster: string;
   level: 'Metadata' | 'Request' | 'RequestResponse';
+  /** Why the audit trail cannot record, when it cannot (then requests are refused). */
+  auditBroken?: () => string | undefined;
 }
 
 function isStreaming(verb: string, subresource: string, url: string): boolean {
@@ -98,6 +100,13 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(a.status);
   }
   decisionLabel = a.decision.enforced ? a.decision.action : 'allow';
+  if (deps.auditBroken?.()) {
+    // Nothing is done that could not be recorded (the refusal itself tries to append,
+    // which is how a recovered trail lets requests through again).
+    decisionLabel = 'deny';
+    req.resume();
+    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); requests are refused until it can record them again`, a.request));
+  }
   const request = a.request;
   const opts = optionsFromSpec(a.policy.masking);
 
@@ -176,7 +185,11 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
   if (streaming) {
     res.writeHead(up.statusCode, headers);
     openWatches.inc();
-    deps.audit.append(buildEvent(ctx, 'ResponseStarted', up.statusCode));
+    try {
+      deps.audit.append(buildEvent(ctx, 'ResponseStarted', up.statusCode));
+    } catch {
+      // The gate now refuses new requests; this stream was already started.
+    }
   }
   // Bodies that are not streams are held up to BUFFER_LIMIT and sent in one write with a
   // Content-Length (fewer TLS records, and a body that fails to mask becomes a clean 502);

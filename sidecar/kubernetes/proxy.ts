@@ -21,6 +21,7 @@ import { forward } from './forward.js';
 import type { ForwardDeps } from './forward.js';
 import { handleUpgrade } from './exec.js';
 import { sendStatus, status } from './status.js';
+import { AuditGate } from './audit-gate.js';
 
 export interface KubernetesProxyDeps {
   policy: PolicySource;
@@ -39,6 +40,12 @@ export interface KubernetesProxy {
   readonly caPem: string;
   /** Issues a new local token now (the timer does this every tokenRotationSeconds). */
   rotateToken(): Promise<string>;
+  /**
+   * True for the current local token and the previous one during its grace period: other
+   * listeners of the sidecar (the PostgreSQL proxy's token mode) should check agent tokens
+   * here rather than re-reading the `token` file, which only ever holds the current one.
+   */
+  acceptsToken(token: string): boolean;
   /** Stops accepting, ends watches and exec sessions, closes the upstream pool. */
   close(): Promise<void>;
 }
@@ -66,13 +73,15 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
   await tokens.start();
   const auth = new Authenticator(tokens, pod, config.oidc ?? []);
 
+  const audit = new AuditGate(deps.audit, log);
   const fdeps: ForwardDeps = {
     auth,
     policy: () => deps.policy.current(),
     upstreamAuthorization: () => upstream.authorization,
     impersonate: config.impersonate ?? false,
     upstream: () => upstream,
-    audit: deps.audit,
+    audit,
+    auditBroken: () => audit.broken,
     log,
     cluster: config.cluster ?? 'kubernetes',
     level: config.auditLevel ?? 'Request',
@@ -121,6 +130,7 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
     address,
     caPem: identity.caPem,
     rotateToken: () => tokens.rotate(),
+    acceptsToken: (token: string) => tokens.accepts(token),
     async close() {
       ready = false;
       tokens.stop();

@@ -77,6 +77,7 @@ describe('metrics: the shared registry', () => {
       'agentgate_audit_errors_total{op="write"}',
       'agentgate_audit_errors_total{op="fsync"}',
       'agentgate_audit_errors_total{op="checkpoint"}',
+      'agentgate_audit_errors_total{op="backlog"}',
       'agentgate_audit_checkpoints_total',
       'agentgate_audit_fsync_seconds_bucket{le="0.001"}',
     ]) {

@@ -164,7 +164,8 @@ function expectProtected(pod: Pod): void {
     expect(envOf(c), `${c.name} talks to the sidecar`).to.include({ KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '15443', KUBERNETES_SERVICE_PORT_HTTPS: '15443' });
   }
   const sidecarMounts = spec.containers[0]!.volumeMounts ?? [];
-  expect(sidecarMounts.some((m) => tokens.includes(m.name) && m.mountPath === SA_PATH), 'the sidecar alone keeps the real token').to.equal(true);
+  // Where the sidecar mounts it is the injector's choice; that it has it is the contract.
+  expect(sidecarMounts.some((m) => tokens.includes(m.name) && m.readOnly), 'the sidecar alone keeps the real token').to.equal(true);
   expect(spec.volumes!.find((v) => v.name === IDENTITY)?.emptyDir?.medium).to.equal('Memory');
 }
 
@@ -259,6 +260,9 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
     const pod = await core.createNamespacedPod({ namespace: NS_PLAIN, body: podBody('labeled', { 'agentgate.dev/inject': 'enabled' }) });
     expect(pod.spec!.containers.map((c) => c.name)).to.deep.equal([SIDECAR, 'agent']);
     expectProtected(pod);
+    // The API server accepted the sidecar's own projected token for the approval service.
+    const approval = pod.spec!.volumes!.find((v) => v.name === 'agentgate-approval-token');
+    expect(approval?.projected?.sources?.find((src) => src.serviceAccountToken)?.serviceAccountToken?.audience).to.equal('agentgate');
   });
 
   it('stores what it answered: the pod read back from etcd is the injected one', async function () {

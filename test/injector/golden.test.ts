@@ -4,7 +4,7 @@
 // fails; UPDATE_GOLDEN=1 rewrites them from the webhook path.
 
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import jsonpatch from 'fast-json-patch';
@@ -101,6 +101,11 @@ describe('injector golden files', function () {
       });
     });
   }
+
+  it('has no golden output without an input (a left-over golden file is stale too)', () => {
+    const outs = readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.out.yaml')).map((f) => f.slice(0, -'.out.yaml'.length)).sort();
+    expect(outs).to.deep.equal(cases.map((c) => c.name).sort());
+  });
 
   it('re-injecting an injected pod gives the same pod (already-injected equals plain)', () => {
     expect(readFileSync(path.join(GOLDEN_DIR, 'already-injected.out.yaml'), 'utf8')).to.equal(readFileSync(path.join(GOLDEN_DIR, 'plain.out.yaml'), 'utf8'));

@@ -66,7 +66,8 @@ describe('agentgate inject', () => {
     expect(kaa.name).to.match(/^kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
     expect(kaa.projected!.sources!.map((s) => Object.keys(s)[0])).to.deep.equal(['serviceAccountToken', 'configMap', 'downwardAPI']);
     const proxy = t.spec.initContainers![0];
-    expect(proxy.volumeMounts!.find((m) => m.mountPath === SA_PATH)!.name).to.equal(kaa.name);
+    expect(proxy.volumeMounts!.find((m) => m.mountPath === '/var/run/secrets/agentgate/kube-api')!.name).to.equal(kaa.name);
+    expect(proxy.volumeMounts!.find((m) => m.mountPath === SA_PATH)!.name).to.equal('agentgate-identity');
     expect(t.spec.containers[0].volumeMounts).to.deep.equal([{ name: 'agentgate-identity', mountPath: SA_PATH, readOnly: true }]);
     expect(t.spec.serviceAccountName).to.equal('default');
   });

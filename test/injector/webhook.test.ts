@@ -4,6 +4,9 @@
 
 import { expect } from 'chai';
 import tls from 'node:tls';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../support/ports.js';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -133,6 +136,14 @@ describe('injector webhook over HTTPS', () => {
     });
   });
 
+  it('denies a pod CREATE whose object is null (fail closed)', async () => {
+    const review = admissionReview(plain(), { uid: 'j' }) as { request: Record<string, unknown> };
+    review.request.object = null;
+    const r = (await client.post(`${url}/mutate`, JSON.stringify(review))).json().response;
+    expect(r.allowed).to.equal(false);
+    expect(r.status.message).to.equal('agentgate cannot inject its proxy into this pod: the object is not a JSON object');
+  });
+
   it('answers a body that is not JSON with a 400 AdmissionReview', async () => {
     const res = await client.post(`${url}/mutate`, '{"kind": "AdmissionRev');
     expect(res.status).to.equal(400);
@@ -240,5 +251,51 @@ describe('injector webhook over HTTPS', () => {
     } finally {
       other.cleanup();
     }
+  });
+});
+
+describe('agentgate injector (the binary)', () => {
+  const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
+
+  it('serves /mutate and /metrics, and exits 0 on SIGTERM', async function () {
+    this.timeout(30000);
+    const cert = makeCert();
+    const [port, metrics] = [await freePort(), await freePort()];
+    const child = spawn(process.execPath, [MAIN, 'injector', '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--listen', `127.0.0.1:${port}`, '--metrics', `127.0.0.1:${metrics}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, AGENTGATE_LOG_LEVEL: 'warn' },
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const client = httpsClient(cert.cert);
+    try {
+      let up = false;
+      for (let i = 0; i < 100 && !up; i++) {
+        up = await client.get(`https://127.0.0.1:${port}/healthz`).then((r) => r.status === 200, () => false);
+        if (!up) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(up, 'injector came up').to.equal(true);
+      const r = await client.post(`https://127.0.0.1:${port}/mutate`, JSON.stringify(admissionReview(plain())));
+      expect(r.json().response.patchType).to.equal('JSONPatch');
+      const m = await fetch(`http://127.0.0.1:${metrics}/metrics`).then((x) => x.text());
+      expect(m).to.match(/^agentgate_injector_admissions_total\{result="injected"\} 1$/m);
+      expect(m).to.match(/^agentgate_process_resident_memory_bytes \d+/m);
+    } finally {
+      await client.close();
+      child.kill('SIGTERM');
+      expect(await exited).to.equal(0);
+      cert.cleanup();
+    }
+  });
+
+  it('exits 2 with one line when a required flag is missing', () => {
+    const r = spawnSync(process.execPath, [MAIN, 'injector', '--tls-key', 'k'], { encoding: 'utf8' });
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.equal('agentgate injector: missing --tls-cert (see agentgate injector --help)\n');
+  });
+
+  it('exits 1 naming the file when the certificate cannot be read', () => {
+    const r = spawnSync(process.execPath, [MAIN, 'injector', '--tls-cert', '/nonexistent/tls.crt', '--tls-key', '/nonexistent/tls.key', '--metrics', 'off'], { encoding: 'utf8' });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.equal("agentgate injector: ENOENT: no such file or directory, open '/nonexistent/tls.crt'\n");
   });
 });

@@ -61,7 +61,13 @@ function binariesIn(dir: string): KubeBinaries {
 
 /** The cached binaries, or null when build-kube.sh has not run on this machine (no network, no build). */
 export async function locateKubeBinaries(): Promise<KubeBinaries | null> {
-  if (process.env.AGENTGATE_KUBE_DIR) return binariesIn(process.env.AGENTGATE_KUBE_DIR);
+  if (process.env.AGENTGATE_KUBE_DIR) {
+    const bins = binariesIn(process.env.AGENTGATE_KUBE_DIR);
+    for (const f of [bins.apiserver, bins.controllerManager, bins.etcd]) {
+      if (!existsSync(f)) throw new Error(`AGENTGATE_KUBE_DIR=${process.env.AGENTGATE_KUBE_DIR}: ${f} does not exist`);
+    }
+    return bins;
+  }
   try {
     const { stdout } = await execFileP('bash', [BUILD_SCRIPT, '--dir']);
     const dir = stdout.trim();

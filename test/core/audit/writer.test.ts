@@ -185,6 +185,18 @@ describe('audit writer', () => {
     expect(closeErr).to.be.instanceOf(AuditUnavailableError);
   });
 
+  it('refuses appends while more than maxBacklogBytes wait to be written, and accepts them again once written', async () => {
+    const before = await metricValue('agentgate_audit_errors_total', { op: 'backlog' });
+    const w = await openAuditWriter({ file, maxBacklogBytes: 1 });
+    w.append(event(1));
+    expect(() => w.append(event(2))).to.throw(AuditUnavailableError, /^audit trail unavailable: \d+ bytes wait to be written \(limit 1\); the disk is not keeping up$/);
+    expect(await metricValue('agentgate_audit_errors_total', { op: 'backlog' })).to.equal(before + 1);
+    await w.flush();
+    expect(w.append(event(3)).seq).to.equal(2);
+    await w.close();
+    expect((await verifyAuditFiles({ files: [file] })).summary).to.equal('ok: 2 events, chain intact, no checkpoint');
+  });
+
   it('counts the records it writes', async () => {
     const before = await metricValue('agentgate_audit_events_total');
     const w = await openAuditWriter({ file });

@@ -59,6 +59,22 @@ describe('agentgate mask (CLI)', () => {
     expect(r.stdout).to.not.include('4111111111111111');
   });
 
+  it('stops quietly when the reader goes away (agentgate mask | head)', async () => {
+    const p = spawn(process.execPath, [cli, 'mask'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.stdout.once('data', () => p.stdout.destroy());
+    const line = Buffer.from('card 4111 1111 1111 1111 and more text\n'.repeat(2000));
+    const feed = (): void => {
+      if (p.stdin.destroyed) return;
+      p.stdin.write(line, (err) => (err ? undefined : setImmediate(feed)));
+    };
+    p.stdin.on('error', () => undefined);
+    feed();
+    const code = await new Promise((resolve) => p.on('close', resolve));
+    expect({ code, stderr }).to.deep.equal({ code: 0, stderr: '' });
+  });
+
   it('exits 2 with one line on a bad flag value', async () => {
     const r = await run(['--format', 'xml'], '');
     expect(r.code).to.equal(2);

@@ -121,7 +121,14 @@ const CASES: Array<[string, Op[]]> = [
   ['REVOKE ALL ON cards FROM agent', [{ statement: 'revoke', tables: ['public.cards'] }]],
   ['GRANT admin TO agent', [{ statement: 'grant' }]],
   ['ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO agent', [{ statement: 'grant' }]],
-  ['SET search_path = evil, public', [{ statement: 'set' }]],
+  ['SET search_path = evil, public', [{ statement: 'set', functions: ['set_config'] }]],
+  ['SET search_path TO "$user", public', [{ statement: 'set' }]],
+  ["SET SCHEMA 'secret'", [{ statement: 'set', functions: ['set_config'] }]],
+  ['SET standard_conforming_strings = off', [{ statement: 'set', functions: ['set_config'] }]],
+  ['SET standard_conforming_strings = on', [{ statement: 'set' }]],
+  ["SET NAMES 'SJIS'", [{ statement: 'set', functions: ['set_config'] }]],
+  ["SET client_encoding = 'UTF8'", [{ statement: 'set' }]],
+  ['SET statement_timeout = 5000', [{ statement: 'set' }]],
   ['SET ROLE admin', [{ statement: 'set' }]],
   ['RESET ALL', [{ statement: 'set' }]],
   ['DISCARD ALL', [{ statement: 'set' }]],
@@ -296,6 +303,11 @@ describe('session settings the classifier depends on', () => {
 
   it('refuses standard_conforming_strings off, under which literals end elsewhere', () => {
     expect(sessionParameterProblem('standard_conforming_strings', 'off')).to.match(/standard_conforming_strings must stay on/);
+  });
+
+  it('refuses a search_path under which unqualified names resolve elsewhere', () => {
+    expect(sessionParameterProblem('search_path', '"$user", public')).to.equal(undefined);
+    expect(sessionParameterProblem('search_path', 'secret, public')).to.match(/search_path must stay the default/);
   });
 
   it('refuses a client encoding whose characters can hide a quote byte', () => {

@@ -42,6 +42,23 @@ describe('SQL classifier agrees with a real PostgreSQL server on syntax errors',
     'UPDATE t SET WHERE id = 1',
   ];
 
+  it('reads literals as the server does only with standard_conforming_strings on, so SET … off is flagged', async () => {
+    await cluster.sql('CREATE TABLE victim (id int)');
+    const sql = "SELECT '\\'' , 1; DROP TABLE victim; --'";
+    const seen = classifier.classify(sql, 'payments');
+    expect(seen.ok && seen.operations.map((o) => o.statement)).to.deep.equal(['select']);
+    const off = classifier.classify('SET standard_conforming_strings = off', 'payments');
+    expect(off.ok && off.operations[0].functions).to.deep.equal(['set_config']);
+    // What the flag prevents: with the setting off the server runs a DROP the parser never saw.
+    await client.query('SET standard_conforming_strings = off');
+    try {
+      await client.query(sql);
+    } finally {
+      await client.query('SET standard_conforming_strings = on');
+    }
+    expect((await cluster.sql("SELECT to_regclass('victim') AS r"))[0].r).to.equal(null);
+  });
+
   for (const sql of MALFORMED) {
     it(sql, async () => {
       const err = (await client.query(sql).then(

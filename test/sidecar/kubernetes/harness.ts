@@ -11,7 +11,7 @@ import { parsePolicy } from '../../../core/policy/load.js';
 import type { Policy, PolicySource } from '../../../core/policy/types.js';
 import { openAuditWriter } from '../../../core/audit/open.js';
 import type { AuditWriter } from '../../../core/audit/open.js';
-import type { AuditRecord } from '../../../core/audit/types.js';
+import type { AuditRecord, AuditSink } from '../../../core/audit/types.js';
 import { createLogger } from '../../../core/log.js';
 import type { PodIdentity } from '../../../core/identity.js';
 import { startKubernetesProxy } from '../../../sidecar/kubernetes/proxy.js';
@@ -75,7 +75,7 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(opts: { policy?: string; config?: Partial<KubernetesConfig>; double?: KubeApiDouble } = {}): Promise<Harness> {
+export async function startHarness(opts: { policy?: string; config?: Partial<KubernetesConfig>; double?: KubeApiDouble; wrapAudit?: (sink: AuditSink) => AuditSink } = {}): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'agentgate-kube-'));
   const double = opts.double ?? (await KubeApiDouble.start());
   const upstreamDir = path.join(dir, 'upstream');
@@ -98,7 +98,7 @@ export async function startHarness(opts: { policy?: string; config?: Partial<Kub
       upstream: { server: double.url, caFile: path.join(upstreamDir, 'ca.crt'), tokenFile: upstreamTokenFile },
       ...opts.config,
     } as KubernetesConfig,
-    { policy: source, audit, log, pod: POD },
+    { policy: source, audit: opts.wrapAudit ? opts.wrapAudit(audit) : audit, log, pod: POD },
   );
   const kubeconfig = path.join(dir, 'kubeconfig');
   await writeFile(

@@ -72,6 +72,13 @@ for (const [label, kubectl] of [['kubectl 1.33', KUBECTL_NEW], ['kubectl 1.27', 
       expect(h.double.get('configmaps', 'payments', 'cards')).to.not.equal(undefined);
     });
 
+    it('prints pod logs with PANs masked', async () => {
+      h.double.appendLog('payments', 'debug-0', `charged card ${PAN} amount 12.00`);
+      const r = await h.kubectl(kubectl, ['logs', 'debug-0']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.equal(`charged card ${PAN_MASKED} amount 12.00\n`);
+    });
+
     it('watches a ConfigMap and sees a later change masked', async () => {
       const child = spawn(kubectl, ['get', 'configmap', 'cards', '--watch', '--output-watch-events', '-o', 'json'], {
         env: { PATH: process.env.PATH ?? '', HOME: h.dir, KUBECONFIG: h.kubeconfig },

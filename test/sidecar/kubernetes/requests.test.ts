@@ -91,6 +91,19 @@ describe('kubernetes proxy: identity files and local tokens (API server: the dou
     });
   });
 
+  it('answers a URL the API server could not parse with a 400 Status, sending nothing upstream', async () => {
+    const before = h.double.requests.length;
+    const r = await call(h, '/api/v1/namespaces/%ZZ/pods');
+    expect(r.status).to.equal(400);
+    expect(r.json).to.deep.include({ kind: 'Status', reason: 'BadRequest', code: 400, message: "agentgate: invalid URL escape in path '/api/v1/namespaces/%ZZ/pods'" });
+    expect(h.double.requests.length).to.equal(before);
+  });
+
+  it('tells other listeners which tokens are valid (the PostgreSQL token mode uses this)', async () => {
+    expect(h.proxy.acceptsToken(await h.token())).to.equal(true);
+    expect(h.proxy.acceptsToken('agentgate.guess')).to.equal(false);
+  });
+
   it('refuses an unknown token with a 401 Status', async () => {
     const r = await call(h, '/api/v1/namespaces/payments/configmaps', { token: 'agentgate.not-the-token' });
     expect(r.status).to.equal(401);
@@ -424,5 +437,40 @@ describe('kubernetes proxy with impersonate: true (API server: the double)', fun
     expect(seen.headers['impersonate-user']).to.equal('system:serviceaccount:payments:agent');
     expect(seen.headers['impersonate-group']).to.equal('system:serviceaccounts, system:serviceaccounts:payments');
     expect(seen.headers.authorization).to.equal(`Bearer ${h.double.token}`);
+  });
+});
+
+describe('kubernetes proxy when the audit trail fails (API server: the double)', function () {
+  this.timeout(30_000);
+  let h: Harness;
+  let failing = false;
+  before(async () => {
+    h = await startHarness({
+      wrapAudit: (sink) => ({
+        append: (e) => {
+          if (failing) throw new Error('audit trail unavailable: ENOSPC: no space left on device');
+          return sink.append(e);
+        },
+        flush: () => sink.flush(),
+        close: () => sink.close(),
+      }),
+    });
+    seed(h);
+  });
+  after(async () => h?.stop());
+
+  it('refuses requests with 503 once an append failed, and accepts them again when the trail recovers', async () => {
+    expect((await call(h, '/api/v1/namespaces/payments/configmaps/cards')).status).to.equal(200);
+    failing = true;
+    // The request during which the trail broke was already answered; the next ones are refused.
+    await call(h, '/api/v1/namespaces/payments/configmaps/cards');
+    const before = h.double.requests.length;
+    const r = await call(h, '/api/v1/namespaces/payments/configmaps/cards');
+    expect(r.status).to.equal(503);
+    expect(r.json.message).to.equal('agentgate: the audit trail is unavailable (audit trail unavailable: ENOSPC: no space left on device); requests are refused until it can record them again');
+    expect(h.double.requests.length).to.equal(before);
+    failing = false;
+    await call(h, '/api/v1/namespaces/payments/configmaps/cards'); // its refusal is appended: the gate opens
+    expect((await call(h, '/api/v1/namespaces/payments/configmaps/cards')).status).to.equal(200);
   });
 });

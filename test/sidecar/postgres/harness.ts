@@ -124,9 +124,12 @@ ${o.extraTop ?? ''}`;
       h.sidecar = undefined;
     },
     async stop() {
-      await h.stopProxy();
-      await cluster.stop();
-      fs.rmSync(dir, { recursive: true, force: true });
+      try {
+        await h.stopProxy();
+      } finally {
+        await cluster.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
   return h;

@@ -1,0 +1,119 @@
+// The stream pino writes audit lines into: an append-only file descriptor with
+// one write in flight at a time, each write taking everything queued so far.
+//
+// Why not pino.destination (sonic-boom): it writes at most `maxWrite` (16 KiB) per
+// fs.write and so drains at most 16 KiB per event-loop turn; a busy proxy that
+// appends hundreds of records per turn falls behind without bound. Raising
+// maxWrite makes each write() measure the UTF-8 length of the pending chunk, which
+// turns quadratic under bursts. Here a write takes the whole queue (capped at
+// MAX_BATCH), so the drain rate follows the disk, and every byte is counted once.
+
+import { EventEmitter } from 'node:events';
+import { fsync, write } from 'node:fs';
+
+const MAX_BATCH = 4 * 1024 * 1024;
+// A non-blocking pipe (stdout) that is full answers EAGAIN: wait, then try again.
+const EAGAIN_RETRY_MS = 5;
+
+export class AppendDestination extends EventEmitter {
+  destroyed = false;
+  /** Called with the UTF-8 length of every line queued (size accounting, metrics). */
+  onQueued?: (bytes: number) => void;
+  private queue: string[] = [];
+  private lens: number[] = [];
+  private queuedBytes = 0;
+  private inFlight = 0;
+  private writing = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(readonly fd: number) {
+    super();
+  }
+
+  /** Bytes queued or being written, not yet on the file. */
+  get pendingBytes(): number {
+    return this.queuedBytes + this.inFlight;
+  }
+
+  write(s: string): boolean {
+    if (this.destroyed) throw new Error('audit destination destroyed');
+    const bytes = Buffer.byteLength(s);
+    this.queue.push(s);
+    this.lens.push(bytes);
+    this.queuedBytes += bytes;
+    this.onQueued?.(bytes);
+    if (!this.writing) this.next();
+    return true;
+  }
+
+  /** Calls back once everything queued before it is written and fsynced. */
+  flush(cb: (err?: Error | null) => void): void {
+    this.whenIdle(() => {
+      if (this.destroyed) {
+        cb(new Error('audit destination destroyed'));
+        return;
+      }
+      fsync(this.fd, (err) => cb(err));
+    });
+  }
+
+  /** Stops writing and drops what is queued (after a failure nothing more can be written). */
+  destroy(): void {
+    this.destroyed = true;
+    this.queue = [];
+    this.lens = [];
+    this.queuedBytes = 0;
+    this.inFlight = 0;
+    this.release();
+  }
+
+  private whenIdle(fn: () => void): void {
+    if (!this.writing && this.queue.length === 0) fn();
+    else this.idleWaiters.push(fn);
+  }
+
+  private release(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private next(): void {
+    if (this.destroyed || this.queue.length === 0) {
+      this.writing = false;
+      this.release();
+      return;
+    }
+    this.writing = true;
+    let take = 0;
+    let bytes = 0;
+    // Whole lines up to MAX_BATCH (at least one), in order.
+    while (take < this.queue.length && (take === 0 || bytes < MAX_BATCH)) bytes += this.lens[take++];
+    const all = take === this.queue.length;
+    const chunk = Buffer.from(all ? this.queue.join('') : this.queue.slice(0, take).join(''));
+    this.queue = all ? [] : this.queue.slice(take);
+    this.lens = all ? [] : this.lens.slice(take);
+    this.queuedBytes -= bytes;
+    this.inFlight = bytes;
+    this.writeChunk(chunk, 0);
+  }
+
+  private writeChunk(chunk: Buffer, offset: number): void {
+    write(this.fd, chunk, offset, chunk.length - offset, null, (err, n) => {
+      if (err) {
+        if ((err.code === 'EAGAIN' || err.code === 'EBUSY') && !this.destroyed) {
+          setTimeout(() => this.writeChunk(chunk, offset), EAGAIN_RETRY_MS);
+          return;
+        }
+        this.writing = false;
+        this.emit('error', err);
+        this.release();
+        return;
+      }
+      this.inFlight -= n;
+      this.emit('write', n);
+      if (offset + n < chunk.length) this.writeChunk(chunk, offset + n);
+      else this.next();
+    });
+  }
+}
