@@ -153,7 +153,7 @@ function details(r: ApprovalRequest): string {
   if (r.decidedAt) lines.push(['Decided', r.decidedAt]);
   if (r.validUntil) lines.push(['Valid until', r.validUntil]);
   if (r.usedAt) lines.push(['Used', `${r.usedAt} (${r.uses}x)`]);
-  const w = Math.max(...lines.map(([k]) => k.length)) + 1;
+  const w = 'Justification:'.length; // fixed, so scripts reading the table see stable columns
   let out = lines.map(([k, v]) => `${`${k}:`.padEnd(w)} ${v}`).join('\n') + '\n';
   out += `Operation:\n${r.operation.split('\n').map((l) => `  ${l}`).join('\n')}\n`;
   if (r.decisions.length) {

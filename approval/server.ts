@@ -80,18 +80,17 @@ export async function startApprovalServer(cfg: ApprovalConfig, opts: StartOption
     service,
     store,
     webhooks,
-    async close() {
-      if (closing) return closing;
-      closing = (async () => {
-      // Stop taking requests and drop held long-polls first, so none reaches a closed store.
-      const closed = new Promise<void>((r) => server.close(() => r()));
-      server.closeAllConnections();
-      await closed;
-      await service.stop();
-      if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
-      await webhooks.drain();
-      if (!opts.audit) await audit?.close();
-      if (!opts.store) await store.close();
+    close() {
+      closing ??= (async () => {
+        // Stop taking requests and drop held long-polls first, so none reaches a closed store.
+        const closed = new Promise<void>((r) => server.close(() => r()));
+        server.closeAllConnections();
+        await closed;
+        await service.stop();
+        if (metricsServer) await new Promise<void>((r) => metricsServer!.close(() => r()));
+        await webhooks.drain();
+        if (!opts.audit) await audit?.close();
+        if (!opts.store) await store.close();
       })();
       return closing;
     },

@@ -57,8 +57,9 @@ const enum S {
 
 const OBJ = 1;
 const ARR = 2;
-const QUOTE = Uint8Array.of(0x22);
-const STARS = Buffer.alloc(4096, '*');
+// Output may be handed to the caller as a view of what was pushed, so constants are
+// never pushed themselves: a caller writing into its output must not be able to
+// change what later output (or the decoding of escapes) is made of.
 const LITERALS: Record<number, Uint8Array> = {
   0x74: Buffer.from('true'),
   0x66: Buffer.from('false'),
@@ -98,7 +99,7 @@ STRSTOP[0x22] = 1;
 STRSTOP[0x5c] = 1;
 for (let c = 0x30; c <= 0x39; c++) STRSTOP[c] = 2;
 /** The single byte an escape stands for, when it is a digit, space or hyphen. */
-const RUN_BYTES = Buffer.from('0123456789 -');
+const RUN_BYTES = '0123456789 -';
 
 function describe(c: number): string {
   if (c >= 0x21 && c <= 0x7e) return `'${String.fromCharCode(c)}'`;
@@ -446,8 +447,8 @@ export class JsonMasker implements StreamMasker {
 
   private stars(count: number): void {
     while (count > 0) {
-      const k = Math.min(count, STARS.length);
-      this.out.push(STARS.subarray(0, k));
+      const k = Math.min(count, 65536);
+      this.out.push(Buffer.alloc(k, 0x2a));
       count -= k;
     }
   }
@@ -503,7 +504,7 @@ export class JsonMasker implements StreamMasker {
     }
     const idx = ch >= 0x30 && ch <= 0x39 ? ch - 0x30 : ch === 0x20 ? 10 : ch === 0x2d ? 11 : -1;
     if (idx >= 0) {
-      this.scanner.scan(RUN_BYTES, idx, idx + 1);
+      this.scanner.scan(Uint8Array.of(RUN_BYTES.charCodeAt(idx)), 0, 1);
     } else {
       this.scanner.boundary();
       this.out.push(this.esc.slice(0, this.escLen));
@@ -568,9 +569,9 @@ export class JsonMasker implements StreamMasker {
       this.failAt(`invalid number '${text.length > 40 ? `${text.slice(0, 40)}…` : text}'`, this.numAt);
     }
     if (this.taintDepth >= 0) {
-      this.out.push(QUOTE);
+      this.out.pushByte(0x22);
       this.stars(e - s);
-      this.out.push(QUOTE);
+      this.out.pushByte(0x22);
     } else {
       let masked: Buffer | null = null;
       if (e - s >= 12) {
@@ -584,9 +585,9 @@ export class JsonMasker implements StreamMasker {
         }
       }
       if (masked) {
-        this.out.push(QUOTE);
+        this.out.pushByte(0x22);
         this.out.push(masked);
-        this.out.push(QUOTE);
+        this.out.pushByte(0x22);
       } else if (src === this.num) {
         this.out.push(this.num.slice(0, e));
       } else {
