@@ -250,17 +250,24 @@ export class ApprovalService {
           before = r;
           this.mayDecide(who, r, now);
         },
-        (r) => this.outcome(r, now),
+        (r) => {
+          const o = this.outcome(r, now);
+          // Recorded inside the transaction: a decision the audit trail cannot take is rolled back.
+          const event = o.state === 'pending' ? 'approval-decision' : `approval-${o.state}`;
+          this.audit({ ...r, state: o.state }, event, who.subject, { verdict, reason: why });
+          return o;
+        },
       );
     } catch (err) {
       if (err instanceof StoreNotFound) throw new ApprovalError('not-found', `no approval request ${id}`);
+      if (err instanceof ApprovalError) throw err;
+      if ((err as Error).name === 'AuditUnavailableError') {
+        throw new ApprovalError('unavailable', `the audit trail is unavailable, so no decision can be recorded: ${(err as Error).message}`);
+      }
       throw err;
     }
-    const final = after.state !== 'pending';
-    this.record(after, final ? `approval-${after.state}` : 'approval-decision', who.subject, final ? (after.state as RequestResult) : undefined, {
-      verdict, reason: why,
-    });
-    if (final) {
+    if (after.state !== 'pending') {
+      approvalRequests.inc({ result: after.state as RequestResult });
       approvalPending.dec();
       approvalDecisionSeconds.observe({ result: after.state }, (now.getTime() - Date.parse(before?.createdAt ?? after.createdAt)) / 1000);
     }
@@ -297,8 +304,12 @@ export class ApprovalService {
 
   // ---- recording ---------------------------------------------------------------------------
 
-  private record(r: ApprovalRequest, event: string, approver: string | undefined, result: RequestResult | undefined, decision?: { verdict: string; reason: string }): void {
-    if (result) approvalRequests.inc({ result });
+  private record(r: ApprovalRequest, event: string, approver: string | undefined, result: RequestResult): void {
+    this.audit(r, event, approver);
+    approvalRequests.inc({ result });
+  }
+
+  private audit(r: ApprovalRequest, event: string, approver: string | undefined, decision?: { verdict: string; reason: string }): void {
     if (!this.opts.audit) return;
     const at = this.now().toISOString();
     const ev: AuditEventInput = {

@@ -26,7 +26,8 @@ class PgliteDb implements SqlDb {
 
 /** Opens (creating and migrating when new) an embedded store in `dir`, or in memory when `dir` is undefined. */
 export async function openPgliteStore(dir?: string): Promise<SqlApprovalStore> {
-  const db = await PGlite.create(dir);
+  // The approval tables are tiny: PGlite's default 128MB of shared buffers would be RSS for nothing.
+  const db = await PGlite.create({ ...(dir ? { dataDir: dir } : {}), postgresqlconf: ['shared_buffers=16MB'] });
   const store = new SqlApprovalStore(new PgliteDb(db));
   await store.migrate();
   return store;

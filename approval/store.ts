@@ -227,15 +227,15 @@ export class SqlApprovalStore implements ApprovalStore {
       await tx.query('insert into agentgate_approval_decisions (request_id, approver, verdict, reason, at) values ($1,$2,$3,$4,$5)', [
         id, decision.approver, decision.verdict, decision.reason, decision.at,
       ]);
-      const withDecision = { ...locked, decisions: [...locked.decisions, decision] };
+      const withDecision: ApprovalRequest = { ...locked, decisions: [...locked.decisions, decision] };
       const n = next(withDecision);
-      if (n.state !== locked.state) {
-        await tx.query('update agentgate_approval_requests set state = $2, decided_at = $3, valid_until = $4 where id = $1', [
-          id, n.state, decision.at, n.validUntil ?? null,
-        ]);
-      }
       await notify(tx, id);
-      return (await this.read(tx, id, false))!;
+      if (n.state === locked.state) return withDecision;
+      await tx.query('update agentgate_approval_requests set state = $2, decided_at = $3, valid_until = $4 where id = $1', [
+        id, n.state, decision.at, n.validUntil ?? null,
+      ]);
+      // The row is locked: what was written is what is stored, no need to read it back.
+      return { ...withDecision, state: n.state, decidedAt: decision.at, ...(n.validUntil ? { validUntil: n.validUntil.toISOString() } : {}) };
     });
   }
 

@@ -27,13 +27,31 @@ export interface PostgresConnectionConfig {
     connectTimeoutSeconds: number;
   };
   /** `trust`: any loopback client is the pod; `token`: the password must be the agent token or an OIDC JWT. */
-  clientAuth: { mode: 'trust' | 'token'; tokenFile?: string };
+  clientAuth: { mode: 'trust' | 'token'; tokenFile?: string; tokenGraceSeconds: number };
   maxMessageBytes: number;
 }
+
+/** Where `action: approve` rules get their human decision (issue 6). */
+export interface ApprovalServiceConfig {
+  /** Base URL of the approval service (http or https). */
+  url: string;
+  /** The sidecar's projected service-account token, audience `agentgate`; re-read on every call. */
+  tokenFile: string;
+  /** CA bundle for an https URL signed by a private CA (trusted for that origin only). */
+  caFile?: string;
+  /** Longest wait for one non-waiting call (create, use, cancel) before failing closed. */
+  timeoutSeconds: number;
+  /** Longest single long-poll while a statement is held. */
+  pollSeconds: number;
+}
+
+/** Where the kubelet mounts the sidecar's projected token of audience `agentgate` (injector). */
+export const APPROVAL_TOKEN_FILE = '/var/run/secrets/agentgate/approval/token';
 
 export interface SidecarConfig {
   file: string;
   postgres: PostgresConnectionConfig[];
+  approval?: ApprovalServiceConfig;
   kubernetes?: KubernetesConfig;
   policy: { file: string };
   audit: { file: string; signingKeyFile?: string };
@@ -89,6 +107,7 @@ const postgresSchema: Schema = {
         fields: {
           mode: { schema: { kind: 'string', enum: ['trust', 'token'] }, required: true },
           tokenFile: { schema: nonEmpty },
+          tokenGraceSeconds: { schema: { kind: 'number', min: 0, max: 86400 } },
         },
       },
     },
@@ -102,6 +121,19 @@ export const sidecarConfigSchema: Schema = {
   fields: {
     postgres: { schema: { kind: 'array', items: postgresSchema } },
     kubernetes: { schema: kubernetesConfigSchema },
+    approval: {
+      schema: {
+        kind: 'object',
+        name: 'approval service',
+        fields: {
+          url: { schema: { kind: 'string', pattern: /^https?:\/\/[^\s/]+(\/\S*)?$/, patternHint: 'http(s)://host:port' }, required: true },
+          tokenFile: { schema: nonEmpty },
+          caFile: { schema: nonEmpty },
+          timeoutSeconds: { schema: { kind: 'number', min: 0.1, max: 300 } },
+          pollSeconds: { schema: { kind: 'number', min: 1, max: 300 } },
+        },
+      },
+    },
     policy: { required: true, schema: { kind: 'object', fields: { file: { schema: nonEmpty, required: true } } } },
     audit: {
       required: true,
@@ -126,10 +158,11 @@ interface RawConfig {
       tls?: { mode: TlsMode; caFile?: string; serverName?: string };
       connectTimeoutSeconds?: number;
     };
-    clientAuth?: { mode: 'trust' | 'token'; tokenFile?: string };
+    clientAuth?: { mode: 'trust' | 'token'; tokenFile?: string; tokenGraceSeconds?: number };
     maxMessageBytes?: number;
   }>;
   kubernetes?: KubernetesConfig;
+  approval?: { url: string; tokenFile?: string; caFile?: string; timeoutSeconds?: number; pollSeconds?: number };
   policy: { file: string };
   audit: { file: string; signingKeyFile?: string };
   health?: { listen?: string };
@@ -194,16 +227,28 @@ export function parseSidecarConfig(text: string, file: string): SidecarConfig {
       clientAuth: {
         mode: auth.mode,
         tokenFile: abs(auth.tokenFile) ?? (raw.kubernetes?.identityDir ? path.join(abs(raw.kubernetes.identityDir)!, 'token') : undefined),
+        tokenGraceSeconds: c.clientAuth?.tokenGraceSeconds ?? 120,
       },
       maxMessageBytes: c.maxMessageBytes ?? 64 * 1024 * 1024,
     };
   });
   if (postgres.length === 0 && !raw.kubernetes) at([], 'nothing to proxy: configure at least one postgres connection or the kubernetes block');
+  const a = raw.approval;
+  if (a?.caFile && a.url.startsWith('http:')) at(['approval', 'caFile'], 'caFile is only used with an https url');
   if (errors.length) throw new ConfigError(errors);
   return {
     file,
     postgres,
     kubernetes: raw.kubernetes,
+    approval: a
+      ? {
+          url: a.url,
+          tokenFile: abs(a.tokenFile) ?? APPROVAL_TOKEN_FILE,
+          caFile: abs(a.caFile),
+          timeoutSeconds: a.timeoutSeconds ?? 5,
+          pollSeconds: a.pollSeconds ?? 30,
+        }
+      : undefined,
     policy: { file: abs(raw.policy.file)! },
     audit: { file: abs(raw.audit.file)!, signingKeyFile: abs(raw.audit.signingKeyFile) },
     health: splitHostPort(raw.health?.listen ?? '0.0.0.0:15021'),

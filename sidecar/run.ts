@@ -22,9 +22,15 @@ import { startHealthServer } from './health.js';
 import { PgListener } from './postgres/listener.js';
 import type { ClientAuthenticator } from './postgres/listener.js';
 import { policyMasker } from './postgres/masker.js';
-import { constantTimeEqual } from './postgres/client-startup.js';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { Agent, Pool, setGlobalDispatcher } from 'undici';
+import { ApprovalClient } from '../approval/client.js';
+import { PgApprovalGate } from './postgres/approval-gate.js';
+import { RotatingTokenFile } from './postgres/agent-token.js';
+import type { ApprovalServiceConfig } from './config.js';
 import { Authenticator } from './kubernetes/authenticate.js';
 import { LocalTokens } from './kubernetes/identity-files.js';
 import crypto from 'node:crypto';
@@ -53,17 +59,16 @@ export function podIdentity(): Identity {
   return { subject: process.env.AGENTGATE_SUBJECT ?? 'local', groups: [], via: 'trust' };
 }
 
-function authenticator(c: PostgresConnectionConfig, oidc: Authenticator | undefined): ClientAuthenticator {
+/** Checks an agent token: current, or previous within its rotation grace period. */
+type TokenCheck = (token: string) => Promise<boolean>;
+
+function authenticator(c: PostgresConnectionConfig, oidc: Authenticator | undefined, agentToken: TokenCheck | undefined): ClientAuthenticator {
   const trusted = podIdentity();
   return {
     mode: c.clientAuth.mode,
     trusted: () => trusted,
     async verify(password) {
-      // The agent token file is what the agent was given; read it each time so rotation applies.
-      if (c.clientAuth.tokenFile) {
-        const token = (await fs.promises.readFile(c.clientAuth.tokenFile, 'utf8').catch(() => '')).trim();
-        if (token.length > 0 && constantTimeEqual(password, token)) return { ...trusted, via: 'local-token' };
-      }
+      if (agentToken && (await agentToken(password))) return { ...trusted, via: 'local-token' };
       // A JWT from one of the kubernetes block's OIDC issuers: its subject is the identity.
       if (oidc && /^[\w-]+\.[\w-]+\.[\w-]+$/.test(password)) {
         return oidc.authenticate(`Bearer ${password}`).catch(() => undefined);
@@ -79,6 +84,40 @@ function oidcVerifier(config: SidecarConfig): Authenticator | undefined {
   if (!issuers?.length) return undefined;
   const none = new LocalTokens({ dir: os.tmpdir(), rotationSeconds: 86400, graceSeconds: 0 });
   return new Authenticator(none, podIdentityFromEnv(), issuers);
+}
+
+/**
+ * The agent-token check of a connection in `token` mode. The Kubernetes proxy's own token
+ * file is checked by that proxy (it keeps the previous token through its grace period);
+ * any other file is watched here with the same rule.
+ */
+function agentTokenCheck(c: PostgresConnectionConfig, config: SidecarConfig, kubernetes: () => KubernetesProxy | undefined, watchers: RotatingTokenFile[]): TokenCheck | undefined {
+  const file = c.clientAuth.tokenFile;
+  if (c.clientAuth.mode !== 'token' || !file) return undefined;
+  const identityDir = config.kubernetes ? withDefaults(config.kubernetes).identityDir : undefined;
+  if (identityDir && path.resolve(path.dirname(config.file), identityDir, 'token') === file) {
+    return async (t) => kubernetes()?.acceptsToken(t) ?? false;
+  }
+  const w = new RotatingTokenFile(file, c.clientAuth.tokenGraceSeconds).start();
+  watchers.push(w);
+  return (t) => w.accepts(t);
+}
+
+/**
+ * The approval service client. A private CA is trusted for the service's origin only: fetch
+ * goes through a global dispatcher that gives that origin its own connection pool.
+ */
+function approvalGate(a: ApprovalServiceConfig): PgApprovalGate {
+  if (a.caFile) {
+    const ca = [...tls.rootCertificates, fs.readFileSync(a.caFile, 'utf8')];
+    const origin = new URL(a.url).origin;
+    setGlobalDispatcher(
+      new Agent({
+        factory: (o, opts) => (String(o) === origin ? new Pool(o, { ...opts, connect: { ca } }) : new Pool(o, opts)),
+      }),
+    );
+  }
+  return new PgApprovalGate(new ApprovalClient({ url: a.url, tokenFile: a.tokenFile, timeoutMs: a.timeoutSeconds * 1000, pollMs: a.pollSeconds * 1000 }));
 }
 
 export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -100,6 +139,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
   const masker = policyMasker(policy);
 
   const oidc = oidcVerifier(config);
+  const approvals = config.approval ? approvalGate(config.approval) : undefined;
+  const tokenWatchers: RotatingTokenFile[] = [];
   const listeners: PgListener[] = [];
   const servers: http.Server[] = [];
   let kubernetes: KubernetesProxy | undefined;
@@ -108,9 +149,14 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     await Promise.all(listeners.map((l) => l.close()));
     await kubernetes?.close();
     for (const s of servers) s.close();
+    for (const w of tokenWatchers) w.stop();
     policy.close();
   };
   try {
+    // The Kubernetes proxy first: it writes the agent token that `token` mode checks.
+    if (config.kubernetes) {
+      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv() });
+    }
     for (const c of config.postgres) {
       const secret = c.upstream.passwordFile ? new SecretFile(c.upstream.passwordFile) : undefined;
       const ca = c.upstream.tls.caFile ? fs.readFileSync(c.upstream.tls.caFile) : undefined;
@@ -130,13 +176,19 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
           },
           password: secret ? () => secret.read() : async () => '',
         },
-        { policy, classifier, masker, audit, log: log.child({ proxy: 'postgres', connection: c.name }), auth: authenticator(c, oidc), auditHealthy: () => !auditBroken },
+        {
+          policy,
+          classifier,
+          masker,
+          audit,
+          log: log.child({ proxy: 'postgres', connection: c.name }),
+          auth: authenticator(c, oidc, agentTokenCheck(c, config, () => kubernetes, tokenWatchers)),
+          auditHealthy: () => !auditBroken,
+          approvals,
+        },
       );
       await l.listen();
       listeners.push(l);
-    }
-    if (config.kubernetes) {
-      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv() });
     }
     const notReady = () => {
       const reasons: string[] = [];
@@ -171,6 +223,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
         audit.append({ auditID: crypto.randomUUID(), stage: 'ResponseComplete', protocol: 'system', event: 'sidecar-stop', verb: 'stop', requestReceivedTimestamp: t, stageTimestamp: t, pod: podIdentityFromEnv() });
         await audit.close();
         for (const s of servers) s.close();
+        for (const w of tokenWatchers) w.stop();
         policy.close();
       },
     };

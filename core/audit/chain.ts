@@ -26,13 +26,27 @@ export function recordHash(record: { prevHash: string; hash?: unknown }): string
   return digest('sha256', record.prevHash + canonicalJson(rest), 'hex');
 }
 
-/** Chains an already masked event after (seq, prevHash) and returns the sealed record. */
-export function seal<T extends object>(event: T, seq: number, prevHash: string): T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'> {
-  // seq and prevHash go last so that a producer cannot override them by accident.
-  const unsealed = { ...event, seq, prevHash } as T & { seq: number; prevHash: string; hash?: string };
+/**
+ * The canonical JSON that is hashed: `{...event, seq, prevHash}` without `hash`
+ * (seq and prevHash last, so that an event cannot override them). The general
+ * form; the writer's hot path builds the same text in one walk (record-json.ts).
+ */
+export function canonicalBody(event: object, seq: number, prevHash: string): string {
+  const unsealed = { ...event, seq, prevHash } as { hash?: unknown };
   // `delete` would turn the object into a slow dictionary for every later access; only pay it when needed.
   if ('hash' in unsealed) delete unsealed.hash;
-  const hash = digest('sha256', prevHash + canonicalJson(unsealed), 'hex');
-  unsealed.hash = hash;
+  return canonicalJson(unsealed);
+}
+
+/** The chain link: hash of prevHash ‖ canonical body. */
+export function linkHash(prevHash: string, body: string): string {
+  return digest('sha256', prevHash + body, 'hex');
+}
+
+/** Chains an already masked event after (seq, prevHash) and returns the sealed record. */
+export function seal<T extends object>(event: T, seq: number, prevHash: string): T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'> {
+  const unsealed = { ...event, seq, prevHash } as T & { seq: number; prevHash: string; hash?: string };
+  if ('hash' in unsealed) delete unsealed.hash;
+  unsealed.hash = linkHash(prevHash, canonicalJson(unsealed));
   return unsealed as T & Pick<AuditRecord, 'seq' | 'prevHash' | 'hash'>;
 }

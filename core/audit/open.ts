@@ -3,13 +3,14 @@
 
 import { AuditWriter } from './writer.js';
 import type { AuditWriterOptions, ValueMasker } from './writer.js';
+import type { AuditMasker } from './masker.js';
 import { loadSigningKey } from './keys.js';
 import { createMasker } from './masker.js';
 import type { MaskOptions } from '../mask/index.js';
 
 export interface OpenAuditWriterOptions extends Omit<AuditWriterOptions, 'mask' | 'signingKey'> {
   /** Overrides the core/mask masker (tests). */
-  mask?: ValueMasker;
+  mask?: AuditMasker | ValueMasker;
   /** Options of the core/mask masker, e.g. the policy's `spec.masking`. */
   maskOptions?: MaskOptions;
   /** PEM or JWK private key file; enables checkpoints. */
@@ -24,3 +25,4 @@ export async function openAuditWriter(opts: OpenAuditWriterOptions): Promise<Aud
 
 export { AuditWriter, AuditUnavailableError } from './writer.js';
 export type { AuditWriterOptions, ValueMasker } from './writer.js';
+export type { AuditMasker } from './masker.js';

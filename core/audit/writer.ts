@@ -1,10 +1,19 @@
 // The chained audit writer: masks every event, chains it (chain.ts), and writes it
-// as one JSON line through pino to a file or stdout.
+// as one JSON line to a file or stdout.
 //
-// - append() is synchronous and cheap: mask, hash, hand the line to pino, whose
-//   destination (destination.ts) writes everything queued as soon as the
-//   previous write returns. A process crash loses at most the lines still in that
-//   buffer; the file never holds a half line except after a crash mid-write.
+// - append() is synchronous and cheap (a PostgreSQL sidecar appends one event per
+//   statement): the event is serialized ONCE (record-json.ts), masking every
+//   string on the way; that canonical text is what is hashed, and the line written
+//   is that same text with `,"hash":"…"` put before its closing brace. The line is
+//   therefore not canonical itself (hash comes last), which verify does not need:
+//   it re-canonicalizes every parsed record.
+// - The line goes to the destination (destination.ts), which joins everything
+//   appended within an event-loop turn into one write. This is the job pino did
+//   here before (with its destination replaced by ours for the reasons given in
+//   destination.ts); pino's own serializer would only serialize the record a second
+//   time (it was about 12% of an append), so the pre-serialized line skips it. A
+//   process crash loses at most the lines not yet written; the file never holds a
+//   half line except after a crash mid-write.
 // - Durability is batched: an fsync every `fsyncIntervalMs` or every `fsyncEvery`
 //   records, whichever comes first; flush() resolves once everything appended
 //   before it is fsynced.
@@ -21,16 +30,17 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { pino } from 'pino';
 import { AppendDestination } from './destination.js';
-import type { Logger } from 'pino';
-import { GENESIS_HASH, seal } from './chain.js';
+import { GENESIS_HASH, canonicalBody, linkHash } from './chain.js';
 import { CHECKPOINT_EVENT, CONTINUATION_EVENT, signCheckpoint } from './checkpoint.js';
 import type { SigningKey } from './keys.js';
 import { auditBytesWritten, auditCheckpoints, auditErrors, auditEventsWritten, auditFsyncSeconds } from './metrics.js';
 import { newestRotated, resumeFile, rotatedName } from './recover.js';
 import type { ChainHead } from './recover.js';
 import type { AuditEventInput, AuditRecord, AuditSink } from './types.js';
+import type { AuditMasker } from './masker.js';
+import { RecordJson } from './record-json.js';
+import { countPans } from '../mask/metrics.js';
 
 /** Masks a parsed JSON value (objects, arrays, strings, numbers) and returns the masked copy. */
 export type ValueMasker = (value: unknown) => unknown;
@@ -38,8 +48,12 @@ export type ValueMasker = (value: unknown) => unknown;
 export interface AuditWriterOptions {
   /** Path of the audit file, or `-` for stdout (a stdout chain starts at the genesis on every start). */
   file: string;
-  /** The masker every event passes through before anything is hashed or written. */
-  mask: ValueMasker;
+  /**
+   * The masker every event passes through before anything is hashed or written:
+   * core/mask's (masker.ts, masks in the serializing walk), or any function that
+   * returns a masked copy (then serialized as returned).
+   */
+  mask: AuditMasker | ValueMasker;
   /** Enables signed checkpoints. */
   signingKey?: SigningKey;
   /** Side file for checkpoints; default `<file>.checkpoints` for a file, none for stdout; false for none. */
@@ -67,6 +81,9 @@ export class AuditUnavailableError extends Error {
 }
 
 
+/** `,"hash":"<64 hex>"}\n` */
+const HASH_TAIL_BYTES = 76;
+
 const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100, maxBacklogBytes: 64 * 1024 * 1024 };
 
 // An fsync on a pipe or terminal (stdout) fails with one of these; there is nothing to sync.
@@ -78,7 +95,9 @@ export class AuditWriter implements AuditSink {
   private syncedSeq: number;
   private syncing?: Promise<void>;
   private dest!: AppendDestination;
-  private logger!: Logger;
+  /** Serializers: `masked` masks with core/mask's masker in its walk, `plain` writes as given. */
+  private readonly masked: RecordJson;
+  private readonly plain = new RecordJson(undefined);
   private fileBytes = 0;
   private readonly regularFile: boolean;
   private failure?: Error;
@@ -94,6 +113,7 @@ export class AuditWriter implements AuditSink {
 
   private constructor(opts: AuditWriterOptions, head: ChainHead | undefined) {
     this.opts = { ...DEFAULTS, ...opts };
+    this.masked = typeof opts.mask === 'function' ? this.plain : new RecordJson(opts.mask);
     this.now = opts.now ?? (() => new Date());
     this.seq = head?.seq ?? 0;
     this.lastHash = head?.hash ?? GENESIS_HASH;
@@ -156,11 +176,18 @@ export class AuditWriter implements AuditSink {
 
   append(event: AuditEventInput): AuditRecord {
     this.usable();
-    const masked = this.opts.mask(event);
-    if (masked === null || typeof masked !== 'object' || Array.isArray(masked)) {
-      throw new TypeError('audit: the masker must return the event as an object');
+    const mask = this.opts.mask;
+    let record: AuditRecord;
+    if (typeof mask === 'function') {
+      const masked = mask(event);
+      if (masked === null || typeof masked !== 'object' || Array.isArray(masked)) {
+        throw new TypeError('audit: the masker must return the event as an object');
+      }
+      record = this.write(masked as AuditEventInput, this.plain);
+    } else {
+      if (event === null || typeof event !== 'object' || Array.isArray(event)) throw new TypeError('audit: an event must be an object');
+      record = this.write(event, this.masked, mask);
     }
-    const record = this.write(masked as AuditEventInput);
     this.sinceCheckpoint++;
     if (this.opts.signingKey && this.sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint().catch(() => undefined);
     return record;
@@ -231,18 +258,31 @@ export class AuditWriter implements AuditSink {
       protocol: 'system',
       ...fields,
     };
-    return this.write(event);
+    return this.write(event, this.plain);
   }
 
-  private write(event: AuditEventInput): AuditRecord {
+  /** Serializes with `json` (masking, if it masks), chains and queues one record; `masker` is json's, for the general path. */
+  private write(event: AuditEventInput, json: RecordJson, masker?: AuditMasker): AuditRecord {
     if (this.opts.rotateBytes && this.regularFile && this.fileBytes >= this.opts.rotateBytes) this.rotate();
-    const record = seal(event, this.seq + 1, this.lastHash) as AuditRecord;
-    this.seq = record.seq;
-    this.lastHash = record.hash;
-    this.logger.info(record);
+    const seq = this.seq + 1;
+    const prevHash = this.lastHash;
+    let open = json.recordOpen(event, seq, prevHash);
+    let bytes: number | undefined;
+    if (open !== undefined) {
+      countPans('value', json.pans);
+      if (json.ascii) bytes = open.length + HASH_TAIL_BYTES;
+    } else {
+      // The general path, for what the single walk does not model (see record-json.ts).
+      open = canonicalBody(masker ? (masker.value(event) as object) : event, seq, prevHash).slice(0, -1);
+    }
+    const hash = linkHash(prevHash, `${open}}`);
+    const line = `${open},"hash":"${hash}"}\n`;
+    this.dest.write(line, bytes);
+    this.seq = seq;
+    this.lastHash = hash;
     auditEventsWritten.inc();
     if (this.seq - this.syncedSeq >= this.opts.fsyncEvery && !this.syncing) this.flush().catch(() => undefined);
-    return record;
+    return lazyRecord(line, seq, prevHash, hash);
   }
 
   private openDestination(): void {
@@ -258,19 +298,6 @@ export class AuditWriter implements AuditSink {
       auditBytesWritten.inc(n);
     };
     this.dest = dest;
-    this.logger = pino(
-      {
-        // The line must be exactly the record: no level, time, pid, hostname or msg.
-        base: null,
-        timestamp: false,
-        formatters: { level: () => ({}) },
-        hooks: {
-          // With no level, time or bindings pino's line starts "{," ; drop the comma.
-          streamWrite: (s: string) => (s.charCodeAt(1) === 0x2c ? `{${s.slice(2)}` : s),
-        },
-      },
-      dest as never,
-    );
   }
 
   private rotate(): void {
@@ -357,4 +384,24 @@ export class AuditWriter implements AuditSink {
     this.dest.destroy();
     this.opts.onError?.(err);
   }
+}
+
+/**
+ * The sealed record as written, parsed from its line on first use. Producers on
+ * the hot path ignore what append() returns (only tests and tools look), so the
+ * parse (a few µs per KB) is paid only by those who read it; seq, prevHash and
+ * hash are answered without parsing.
+ */
+function lazyRecord(line: string, seq: number, prevHash: string, hash: string): AuditRecord {
+  let parsed: Record<PropertyKey, unknown> | undefined;
+  const rec = () => (parsed ??= JSON.parse(line) as Record<PropertyKey, unknown>);
+  return new Proxy({} as Record<PropertyKey, unknown>, {
+    get: (_t, p) => (p === 'seq' ? seq : p === 'prevHash' ? prevHash : p === 'hash' ? hash : rec()[p]),
+    has: (_t, p) => p in rec(),
+    ownKeys: () => Reflect.ownKeys(rec()),
+    getOwnPropertyDescriptor: (_t, p) => Reflect.getOwnPropertyDescriptor(rec(), p),
+    set: (_t, p, v) => Reflect.set(rec(), p, v),
+    deleteProperty: (_t, p) => Reflect.deleteProperty(rec(), p),
+    defineProperty: (_t, p, d) => Reflect.defineProperty(rec(), p, d),
+  }) as unknown as AuditRecord;
 }

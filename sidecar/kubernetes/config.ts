@@ -22,9 +22,12 @@ export interface OidcIssuerConfig {
 export interface UpstreamConfig {
   /** `https://host:port`; default from the sidecar's KUBERNETES_SERVICE_HOST/PORT. */
   server?: string;
-  /** Default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt (the sidecar's own mount). */
+  /** Default $AGENTGATE_KUBERNETES_CA_FILE, else /var/run/secrets/agentgate/kube-api/ca.crt (the sidecar-only mount). */
   caFile?: string;
-  /** Default /var/run/secrets/kubernetes.io/serviceaccount/token; re-read when it changes. */
+  /**
+   * Default $AGENTGATE_KUBERNETES_TOKEN_FILE, else /var/run/secrets/agentgate/kube-api/token; re-read when it
+   * changes. The injector sets the env var empty when the pod has no token: every request is then refused.
+   */
   tokenFile?: string;
   /** Concurrent keep-alive connections to the API server (default 32). */
   connections?: number;
@@ -103,14 +106,16 @@ export const kubernetesConfigSchema: Schema = {
 
 export const DEFAULT_LISTEN = '127.0.0.1:15443';
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** Where the injector mounts the pod's real service-account token for the sidecar alone. */
+export const KUBE_API_DIR = '/var/run/secrets/agentgate/kube-api';
 
-/** Fills defaults; the loader validated the shape. */
-export function withDefaults(raw: Partial<KubernetesConfig> | undefined): KubernetesConfig {
+/** Fills defaults (from the env the injector sets where there is one); the loader validated the shape. */
+export function withDefaults(raw: Partial<KubernetesConfig> | undefined, env: NodeJS.ProcessEnv = process.env): KubernetesConfig {
   const c = raw ?? {};
   return {
     ...c,
     listen: c.listen ?? DEFAULT_LISTEN,
-    identityDir: c.identityDir ?? SERVICE_ACCOUNT_DIR,
+    identityDir: c.identityDir ?? (env.AGENTGATE_IDENTITY_DIR || SERVICE_ACCOUNT_DIR),
     tokenRotationSeconds: c.tokenRotationSeconds ?? 600,
     tokenGraceSeconds: c.tokenGraceSeconds ?? 120,
     auditLevel: c.auditLevel ?? 'Request',

@@ -2,8 +2,9 @@
 // protocols v5.channel.k8s.io and v4.channel.k8s.io, kubectl ≥ 1.31's default),
 // decided like any request, then relayed frame by frame: stdout/stderr masked by a
 // streaming masker per channel, the status channel masked as JSON, and the whole
-// session recorded. Streams we cannot parse are refused, never relayed blind:
-// SPDY/3.1 (kubectl ≤ 1.30), the older unframed channel protocols, port-forward.
+// session recorded. SPDY/3.1 (kubectl ≤ 1.30) is relayed the same way by spdy-relay.ts.
+// Streams we cannot parse are refused, never relayed blind: other SPDY versions, the
+// unframed WebSocket channel protocols, port-forward.
 
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -20,12 +21,13 @@ import type { AuditContext } from './audit-event.js';
 import type { ForwardDeps } from './forward.js';
 import { codeClass, execSessionsOpen, execSessionsTotal, groupLabel, requestsTotal } from './metrics.js';
 import { SessionRecorder } from './session-recorder.js';
+import { relaySpdy, spdyHandshake } from './spdy-relay.js';
 import { status } from './status.js';
 import type { StatusObject } from './status.js';
 
 export const SUPPORTED_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
 export const SPDY_REFUSAL =
-  'agentgate: exec and attach over SPDY/3.1 are refused because agentgate masks and records every session frame by frame and does not parse SPDY; use kubectl 1.31 or newer (or client-go ≥ 0.31), which use WebSocket (v5.channel.k8s.io)';
+  'agentgate: only SPDY/3.1 is relayed (frame by frame, masked and recorded); use kubectl 1.31 or newer, which uses WebSocket (v5.channel.k8s.io)';
 
 const STDIN = 0, STDOUT = 1, STDERR = 2, ERROR = 3, RESIZE = 4, CLOSE = 255;
 
@@ -84,6 +86,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   if (!a.ok) return refuse(a.status, 'denied');
   decisionLabel = 'allow';
   const r = a.request;
+  if (deps.noUpstream) {
+    decisionLabel = 'deny';
+    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, r), 'refused');
+  }
   if (deps.auditBroken?.()) {
     decisionLabel = 'deny';
     return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); sessions are refused until it can record them again`, r), 'refused');
@@ -95,7 +101,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   if (r.subresource === 'portforward') {
     return refuse(status(400, 'BadRequest', 'agentgate: port-forward is refused: its byte streams carry arbitrary protocols that agentgate cannot mask or record', r), 'refused');
   }
-  if (upgrade.startsWith('spdy/')) return refuse(status(400, 'BadRequest', SPDY_REFUSAL, r), 'refused');
+  if (upgrade.startsWith('spdy/')) {
+    if (upgrade !== 'spdy/3.1') return refuse(status(400, 'BadRequest', SPDY_REFUSAL, r), 'refused');
+    return spdySession(req, socket, head, deps, ctx, a.headers, a.policy.masking, r, { audit, refuse, labels: () => ({ verb, group, decisionLabel }) });
+  }
   if (upgrade !== 'websocket') return refuse(status(400, 'BadRequest', `agentgate: unsupported upgrade '${upgrade}'`, r), 'refused');
 
   const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -251,4 +260,53 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     client.terminate();
   });
   client.on('error', () => up.terminate());
+}
+
+interface SpdyHooks {
+  audit: (stage: 'ResponseStarted' | 'ResponseComplete', code: number, extra?: Parameters<typeof buildEvent>[3]) => void;
+  refuse: (s: StatusObject, outcome: string) => void;
+  labels: () => { verb: string; group: string; decisionLabel: string };
+}
+
+async function spdySession(
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  deps: UpgradeDeps,
+  ctx: AuditContext,
+  headers: Record<string, string | string[]>,
+  masking: Parameters<typeof optionsFromSpec>[0],
+  r: NonNullable<AuditContext['request']>,
+  hooks: SpdyHooks,
+): Promise<void> {
+  // Nothing the agent sends may be lost while the upstream connection is set up.
+  socket.pause();
+  const hs = await spdyHandshake(req, deps.upstream(), headers);
+  if (!hs.ok) return hooks.refuse(hs.status, 'upstream-refused');
+  hs.upstream.pause();
+  const opts = optionsFromSpec(masking);
+  ctx.session = ctx.auditID;
+  const command = new URL(req.url ?? '/', 'https://x').searchParams.getAll('command').join(' ');
+  let recorder: SessionRecorder;
+  try {
+    recorder = new SessionRecorder(deps.sessionDir, ctx.auditID, { command, title: `${r.subresource} ${r.namespace}/${r.name}` }, opts);
+    ctx.sessionFile = recorder.file;
+  } catch (err) {
+    hs.upstream.destroy();
+    return hooks.refuse(status(503, 'ServiceUnavailable', `agentgate: the session cannot be recorded (${(err as Error).message}), so it is not opened`, r), 'refused');
+  }
+  // The API server's 101 goes to the agent as sent, with our audit ID beside it.
+  socket.write(Buffer.concat([hs.head.subarray(0, hs.head.length - 2), Buffer.from(`Audit-Id: ${ctx.auditID}\r\n\r\n`)]));
+  execSessionsOpen.inc();
+  execSessionsTotal.inc({ outcome: 'allowed' });
+  hooks.audit('ResponseStarted', 101);
+  const s = relaySpdy(socket, head, hs.upstream, hs.rest, opts, recorder);
+  socket.resume();
+  hs.upstream.resume();
+  const why = await s.closed;
+  execSessionsOpen.dec();
+  const { verb, group, decisionLabel } = hooks.labels();
+  requestsTotal.inc({ verb, group, decision: decisionLabel, code: '1xx' });
+  await recorder.close();
+  hooks.audit('ResponseComplete', 101, { bytesIn: s.bytesIn, bytesOut: s.bytesOut, message: why });
 }

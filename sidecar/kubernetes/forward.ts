@@ -34,6 +34,8 @@ export interface ForwardDeps extends AdmitDeps {
   level: 'Metadata' | 'Request' | 'RequestResponse';
   /** Why the audit trail cannot record, when it cannot (then requests are refused). */
   auditBroken?: () => string | undefined;
+  /** Set when there is no API server credential: every allowed request is refused with this. */
+  noUpstream?: string | undefined;
 }
 
 function isStreaming(verb: string, subresource: string, url: string): boolean {
@@ -100,6 +102,11 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(a.status);
   }
   decisionLabel = a.decision.enforced ? a.decision.action : 'allow';
+  if (deps.noUpstream) {
+    decisionLabel = 'deny';
+    req.resume();
+    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, a.request));
+  }
   if (deps.auditBroken?.()) {
     // Nothing is done that could not be recorded (the refusal itself tries to append,
     // which is how a recovered trail lets requests through again).

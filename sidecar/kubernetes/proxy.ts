@@ -60,7 +60,12 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
   const config = withDefaults(rawConfig);
   const log = deps.log;
   const pod = deps.pod ?? podIdentityFromEnv();
-  const upstream = new Upstream(resolveUpstream(config.upstream));
+  const resolved = resolveUpstream(config.upstream);
+  if (!('none' in resolved) && path.resolve(path.dirname(resolved.tokenFile)) === path.resolve(config.identityDir)) {
+    // The identity directory holds the agent's token: forwarding it would be no credential at all.
+    throw new Error(`kubernetes.upstream.tokenFile (${resolved.tokenFile}) is in identityDir (${config.identityDir}): the upstream token must be the pod's real service-account token, mounted for the sidecar alone`);
+  }
+  const upstream = 'none' in resolved ? undefined : new Upstream(resolved);
 
   const identity = createServingIdentity();
   await writeIdentityFiles(config.identityDir, identity.caPem, pod?.namespace ?? 'default');
@@ -77,9 +82,10 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
   const fdeps: ForwardDeps = {
     auth,
     policy: () => deps.policy.current(),
-    upstreamAuthorization: () => upstream.authorization,
+    upstreamAuthorization: () => upstream?.authorization ?? '',
+    noUpstream: 'none' in resolved ? resolved.none : undefined,
     impersonate: config.impersonate ?? false,
-    upstream: () => upstream,
+    upstream: () => upstream!,
     audit,
     auditBroken: () => audit.broken,
     log,
@@ -120,7 +126,7 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
   });
   const addr = server.address();
   const address = typeof addr === 'object' && addr ? `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}` : config.listen;
-  log.info({ listen: address, upstream: upstream.url.origin, identityDir: config.identityDir }, 'kubernetes proxy listening');
+  log.info({ listen: address, upstream: upstream?.url.origin ?? 'none', identityDir: config.identityDir }, 'kubernetes proxy listening');
 
   let ready = true;
   return {
@@ -138,7 +144,7 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
-      await upstream.close();
+      await upstream?.close();
     },
   };
 }

@@ -8,18 +8,24 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Pool } from 'undici';
 import type { UpstreamConfig } from './config.js';
-import { SERVICE_ACCOUNT_DIR } from './config.js';
+import { KUBE_API_DIR } from './config.js';
 
 const RECHECK_MS = 5_000;
 
 export interface ResolvedUpstream {
+  /** Empty when the pod has no token for the API server (then every request is refused). */
   server: string;
   caFile: string;
   tokenFile: string;
   connections: number;
 }
 
-export function resolveUpstream(cfg: UpstreamConfig = {}, env: NodeJS.ProcessEnv = process.env): ResolvedUpstream {
+/** Why there is no upstream to forward to (the pod has no token), or the resolved upstream. */
+export function resolveUpstream(cfg: UpstreamConfig = {}, env: NodeJS.ProcessEnv = process.env): ResolvedUpstream | { none: string } {
+  const tokenFile = cfg.tokenFile ?? (env.AGENTGATE_KUBERNETES_TOKEN_FILE !== undefined ? env.AGENTGATE_KUBERNETES_TOKEN_FILE : `${KUBE_API_DIR}/token`);
+  if (tokenFile === '') {
+    return { none: 'this pod has no service-account token for the API server (automountServiceAccountToken: false), so agentgate refuses every Kubernetes request; set agentgate.dev/kubernetes-access: "true" on the pod to give it one' };
+  }
   let server = cfg.server;
   if (!server) {
     const host = env.KUBERNETES_SERVICE_HOST;
@@ -29,8 +35,8 @@ export function resolveUpstream(cfg: UpstreamConfig = {}, env: NodeJS.ProcessEnv
   }
   return {
     server: server.replace(/\/+$/, ''),
-    caFile: cfg.caFile ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`,
-    tokenFile: cfg.tokenFile ?? `${SERVICE_ACCOUNT_DIR}/token`,
+    caFile: cfg.caFile ?? (env.AGENTGATE_KUBERNETES_CA_FILE || `${KUBE_API_DIR}/ca.crt`),
+    tokenFile,
     connections: cfg.connections ?? 32,
   };
 }

@@ -1,7 +1,9 @@
 // From statement text to a verdict: classify (core/sql, cached by exact text), decide
 // every operation by policy, keep the most restrictive, and turn a refusal into the
-// ErrorResponse the client will see. `approve` is refused until the approval service
-// exists (fail closed), with a message that says approval is required.
+// ErrorResponse the client will see. An `approve` decision comes back refused, with a
+// message that says approval is required: the session holds it for the approval
+// service when the sidecar has one (approval-gate.ts); without one the refusal stands
+// (fail closed).
 
 import type { Identity } from '../../core/identity.js';
 import { ACTION_RANK } from '../../core/policy/types.js';

@@ -20,6 +20,7 @@ import type { SqlClassifier } from './decide.js';
 import type { TextMasker } from './result-mask.js';
 import { boundMetrics } from './metrics.js';
 import type { BoundMetrics } from './metrics.js';
+import type { PgApprovalGate } from './approval-gate.js';
 
 /** How clients prove who they are: `trust` (anyone on loopback is the pod) or `token`. */
 export interface ClientAuthenticator {
@@ -49,6 +50,8 @@ export interface PgProxyDeps {
   auth: ClientAuthenticator;
   /** False once the audit sink broke (default: always healthy). */
   auditHealthy?: () => boolean;
+  /** The approval service (the `approval` block); absent: `approve` decisions are refused. */
+  approvals?: PgApprovalGate;
 }
 
 interface Live {
@@ -225,6 +228,7 @@ export class PgListener {
       maxMessageBytes: this.options.maxMessageBytes,
       auditHealthy: this.deps.auditHealthy ?? (() => true),
       cancelUpstream: () => void this.sendCancel(up.pid, up.secret),
+      approvals: this.deps.approvals,
     });
     entry.session = session;
     this.metrics.active.inc();
@@ -264,8 +268,9 @@ export class PgListener {
   private async cancel(pid: number, secret: number): Promise<void> {
     const l = this.live.get(`${pid}:${secret}`);
     // Unknown keys are ignored silently, as PostgreSQL does.
-    if (!l || !l.session?.busy) return;
-    await this.sendCancel(l.serverPid, l.serverSecret);
+    if (!l?.session) return;
+    // A statement held for approval is cancelled here; the server's own work, if any, there.
+    if (l.session.cancel()) await this.sendCancel(l.serverPid, l.serverSecret);
   }
 
   private async sendCancel(pid: number, secret: number): Promise<void> {

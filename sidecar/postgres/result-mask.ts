@@ -43,6 +43,8 @@ const INT8 = 20;
 const NUMERIC = 1700;
 const JSON_OID = 114;
 const JSONB = 3802;
+const JSON_ARRAY = 199;
+const JSONB_ARRAY = 3807;
 const BYTEA = 17;
 /** Text output of these is digits only: masked digits become '0' so drivers still parse it. */
 const NUMBER_TYPES = new Set([20, 21, 23, 26, 700, 701, 1700, 790, 1016, 1005, 1007, 1231, 1021, 1022]);
@@ -56,6 +58,10 @@ export const enum Col {
   NumberText,
   JsonText,
   BinaryJsonb,
+  /** json[] / jsonb[] in text format: each element is a JSON document inside an array literal. */
+  JsonArrayText,
+  /** json[] / jsonb[] in binary format (array header, then json text or jsonb version byte + text). */
+  BinaryJsonArray,
   BinaryInt8,
   BinaryNumeric,
   Star,
@@ -112,10 +118,13 @@ export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starr
       if (c.typeOid === NUMERIC) return (always = true), Col.BinaryNumeric;
       // JSON is always parsed: a card-data key (cvv) needs no digit run to be masked.
       if (c.typeOid === JSONB) return (always = true), Col.BinaryJsonb;
+      if (c.typeOid === JSON_OID) return (always = true), Col.JsonText;
+      if (c.typeOid === JSON_ARRAY || c.typeOid === JSONB_ARRAY) return (always = true), Col.BinaryJsonArray;
       // Unknown binary types are scanned as bytes: an ASCII PAN inside is still found.
       return BINARY_TEXT_TYPES.has(c.typeOid) ? Col.Text : Col.Text;
     }
     if (c.typeOid === JSON_OID || c.typeOid === JSONB) return (always = true), Col.JsonText;
+    if (c.typeOid === JSON_ARRAY || c.typeOid === JSONB_ARRAY) return (always = true), Col.JsonArrayText;
     if (c.typeOid === BYTEA) return (always = true), Col.ByteaHex;
     return number ? Col.NumberText : Col.Text;
   });
@@ -200,6 +209,13 @@ function maskValue(buf: Buffer, start: number, end: number, kind: Col, masker: T
       const masked = maskJsonSafe(text, masker);
       return masked === text ? undefined : Buffer.concat([buf.subarray(start, start + 1), Buffer.from(masked, 'utf8')]);
     }
+    case Col.JsonArrayText: {
+      const text = buf.toString('utf8', start, end);
+      const masked = maskJsonArrayLiteral(text, masker);
+      return masked === text ? undefined : Buffer.from(masked, 'utf8');
+    }
+    case Col.BinaryJsonArray:
+      return maskBinaryJsonArray(buf, start, end, masker);
     case Col.BinaryInt8: {
       if (end - start !== 8) return undefined;
       const v = buf.readBigInt64BE(start);
@@ -250,6 +266,89 @@ function maskJsonSafe(text: string, masker: TextMasker): string {
   } catch {
     return masker.maskText(text);
   }
+}
+
+/**
+ * A json[]/jsonb[] array literal (`{"{\"cvv\": \"123\"}",NULL}`, any dimensions): every
+ * element is unquoted, masked as JSON and quoted again (so card-data keys are starred
+ * as in a json column). Text the walk cannot follow (never produced by array_out) is
+ * masked as plain text: PANs are still found.
+ */
+export function maskJsonArrayLiteral(text: string, masker: TextMasker): string {
+  let i = 0;
+  let out = '';
+  // Optional dimension decoration: [1:2]={...}
+  if (text[0] === '[') {
+    const eq = text.indexOf('=');
+    if (eq < 0) return masker.maskText(text);
+    out = text.slice(0, eq + 1);
+    i = eq + 1;
+  }
+  let changed = false;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '{' || c === '}' || c === ',' || c === ' ') {
+      out += c;
+      i++;
+      continue;
+    }
+    let element: string;
+    if (c === '"') {
+      let j = i + 1;
+      element = '';
+      while (j < text.length && text[j] !== '"') {
+        if (text[j] === '\\') j++;
+        element += text[j] ?? '';
+        j++;
+      }
+      if (j >= text.length) return masker.maskText(text);
+      i = j + 1;
+    } else {
+      let j = i;
+      while (j < text.length && text[j] !== ',' && text[j] !== '}') j++;
+      element = text.slice(i, j);
+      i = j;
+      if (element === 'NULL') {
+        out += element;
+        continue;
+      }
+    }
+    const masked = maskJsonSafe(element, masker);
+    if (masked !== element) changed = true;
+    out += '"' + masked.replace(/[\\"]/g, (m) => '\\' + m) + '"';
+  }
+  return changed ? out : text;
+}
+
+/** Binary array of json/jsonb: ndim, flags, element OID, (size, lower bound) per dimension, then (length, bytes) per element. */
+function maskBinaryJsonArray(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
+  if (end - start < 12) return undefined;
+  const ndim = buf.readInt32BE(start);
+  const elemType = buf.readUInt32BE(start + 8);
+  if (ndim < 0 || ndim > 6 || (elemType !== JSON_OID && elemType !== JSONB)) return undefined;
+  let p = start + 12 + ndim * 8;
+  if (p > end) throw new ProtocolError('truncated array value');
+  const parts: Buffer[] = [buf.subarray(start, p)];
+  let changed = false;
+  while (p < end) {
+    if (p + 4 > end) throw new ProtocolError('truncated array value');
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len < 0) {
+      parts.push(buf.subarray(p - 4, p));
+      continue;
+    }
+    if (p + len > end) throw new ProtocolError('truncated array value');
+    const r = maskValue(buf, p, p + len, elemType === JSONB ? Col.BinaryJsonb : Col.JsonText, masker);
+    if (r) {
+      changed = true;
+      const l = Buffer.allocUnsafe(4);
+      l.writeInt32BE(r.length);
+      parts.push(l, r);
+    } else parts.push(buf.subarray(p - 4, p + len));
+    p += len;
+  }
+  return changed ? Buffer.concat(parts) : undefined;
 }
 
 /** Binary numeric: ndigits, weight, sign, dscale, then base-10000 digits. */

@@ -20,13 +20,14 @@ import type { Identity } from '../../core/identity.js';
 import type { AuditEventInput, AuditSink } from '../../core/audit/types.js';
 import type { PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
-import { B, F, FrameReader, ProtocolError, TERMINATE, errorResponse, isFrontendType, parseFields, parseMessage, queryMessage, readCString, skipCString } from './wire.js';
+import { B, F, FrameReader, ProtocolError, TERMINATE, errorResponse, fieldsMessage, isFrontendType, parseFields, parseMessage, queryMessage, readCString, skipCString } from './wire.js';
 import type { PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
 import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
 import type { BoundMetrics } from './metrics.js';
+import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
 
 export interface SessionContext {
   connection: string;
@@ -47,6 +48,8 @@ export interface SessionContext {
   auditHealthy(): boolean;
   /** Sends the server's own CancelRequest on a new connection. */
   cancelUpstream(): void;
+  /** The approval service; without it `approve` decisions are refused (fail closed). */
+  approvals?: PgApprovalGate;
 }
 
 const enum K {
@@ -73,6 +76,7 @@ interface Unit {
   /** Multi-statement query: per statement, its rows, end time and error, in order. */
   parts?: { rows: number; endNs?: bigint; sqlstate?: string }[];
   part: number;
+  approval?: ApprovalRecord;
 }
 
 interface Stmt {
@@ -99,6 +103,22 @@ interface Denial {
   error: PgErrorFields;
 }
 
+/**
+ * A Query or Execute waiting for a human decision. Nothing of it has reached the server;
+ * frames the client sends meanwhile are queued (reading goes on, so a client that leaves
+ * is noticed and its request cancelled) and processed in order once it is released.
+ */
+interface Hold {
+  k: K.Query | K.Execute;
+  sql: string;
+  verdict: Verdict;
+  frame: Buffer;
+  portal: string;
+  queue: { type: number; frame: Buffer }[];
+  bytes: number;
+  abort: AbortController;
+}
+
 export class Session {
   private readonly clientReader: FrameReader;
   private readonly serverReader = new FrameReader(0x7fffffff);
@@ -116,6 +136,7 @@ export class Session {
   private bytesOut = 0;
   private draining = false;
   private closed = false;
+  private hold: Hold | undefined;
   private readonly openedMs = Date.now();
   /** Called once when both sockets are gone. */
   onClose: (() => void) | undefined;
@@ -144,8 +165,18 @@ export class Session {
     this.server.resume();
   }
 
-  /** True while a statement is in flight (something sent that the server has not finished). */
+  /** True while a statement is in flight (sent and not finished, or held for approval). */
   get busy(): boolean {
+    return this.expect.length > 0 || this.hold !== undefined;
+  }
+
+  /**
+   * CancelRequest: a statement held for approval is refused with 57014 and its request
+   * cancelled. Returns true when the server is also working on something (then the
+   * listener sends the server's own cancel too).
+   */
+  cancel(): boolean {
+    this.hold?.abort.abort('cancel' satisfies AbortCause);
     return this.expect.length > 0;
   }
 
@@ -166,7 +197,7 @@ export class Session {
     let data: Buffer;
     try {
       data = this.clientReader.push(chunk, (type, buf, start, end) => {
-        const rep = this.onClientMessage(type, buf, start, end);
+        const rep = this.hold ? this.queueHeld(type, buf, start, end) : this.onClientMessage(type, buf, start, end);
         if (rep !== undefined) {
           out ??= [];
           if (start > runStart) out.push(buf.subarray(runStart, start));
@@ -193,14 +224,8 @@ export class Session {
         const [sql, next] = readCString(buf, body, end);
         if (next !== end) throw new ProtocolError('invalid Query message: trailing bytes');
         const verdict = this.decide(sql);
-        const unit = this.newUnit(sql, verdict);
-        this.countStatement(verdict);
-        this.expect.push({ k: K.Query, name: '', unit });
-        // A simple query destroys the unnamed statement and portal.
-        this.statements.delete('');
-        this.portals.delete('');
-        if (verdict.forward) return undefined;
-        return queryMessage(this.refuse(verdict.error!));
+        if (this.needsApproval(verdict)) return this.startHold(K.Query, sql, verdict, buf, start, end, '');
+        return this.admitQuery(sql, verdict);
       }
       case F.Parse: {
         const [name, p1] = readCString(buf, body, end);
@@ -208,7 +233,8 @@ export class Session {
         if (p2 + 2 > end || p2 + 2 + 4 * buf.readInt16BE(p2) !== end) throw new ProtocolError('invalid Parse message');
         const verdict = this.decide(sql);
         this.expect.push({ k: K.Parse, name });
-        if (verdict.forward) {
+        // A statement that needs approval is prepared (that runs nothing); each Execute of it is held.
+        if (verdict.forward || this.needsApproval(verdict)) {
           this.statements.set(name, { sql, verdict });
           return undefined;
         }
@@ -248,11 +274,8 @@ export class Session {
         }
         // Decided again at each Execute: a policy reloaded since Parse applies now.
         const verdict = this.ctx.auditHealthy() ? decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy) : AUDIT_DOWN;
-        const unit = this.newUnit(stmt.sql, verdict);
-        this.countStatement(verdict);
-        this.expect.push({ k: K.Execute, name: portalName, unit });
-        if (verdict.forward) return undefined;
-        return parseMessage('', this.refuse(verdict.error!));
+        if (this.needsApproval(verdict)) return this.startHold(K.Execute, stmt.sql, verdict, buf, start, end, portalName);
+        return this.admitExecute(portalName, stmt.sql, verdict);
       }
       case F.Sync:
         this.expect.push({ k: K.Sync, name: '' });
@@ -286,6 +309,120 @@ export class Session {
         // Flush, CopyData, CopyDone, CopyFail, and a stray password message (the server answers it).
         return undefined;
     }
+  }
+
+  private admitQuery(sql: string, verdict: Verdict, approval?: ApprovalRecord): Buffer | undefined {
+    const unit = this.newUnit(sql, verdict);
+    unit.approval = approval;
+    this.countStatement(verdict);
+    this.expect.push({ k: K.Query, name: '', unit });
+    // A simple query destroys the unnamed statement and portal.
+    this.statements.delete('');
+    this.portals.delete('');
+    if (verdict.forward) return undefined;
+    return queryMessage(this.refuse(verdict.error!));
+  }
+
+  private admitExecute(portalName: string, sql: string, verdict: Verdict, approval?: ApprovalRecord): Buffer | undefined {
+    const unit = this.newUnit(sql, verdict);
+    unit.approval = approval;
+    this.countStatement(verdict);
+    this.expect.push({ k: K.Execute, name: portalName, unit });
+    if (verdict.forward) return undefined;
+    return parseMessage('', this.refuse(verdict.error!));
+  }
+
+  // --- approval holds --------------------------------------------------------------
+
+  private needsApproval(v: Verdict): boolean {
+    return !v.forward && v.decision.action === 'approve' && this.ctx.approvals !== undefined;
+  }
+
+  /** Holds a Query or Execute while the approval service decides; returns null (nothing forwarded now). */
+  private startHold(k: K.Query | K.Execute, sql: string, verdict: Verdict, buf: Buffer, start: number, end: number, portal: string): null {
+    const hold: Hold = { k, sql, verdict, frame: Buffer.from(buf.subarray(start, end)), portal, queue: [], bytes: 0, abort: new AbortController() };
+    this.hold = hold;
+    this.ctx.approvals!
+      .hold({
+        connection: this.ctx.connection,
+        sql,
+        decision: verdict.decision,
+        identity: this.ctx.identity,
+        signal: hold.abort.signal,
+        notice: (message, detail) => {
+          if (!this.closed && this.hold === hold) this.client.write(fieldsMessage(B.NoticeResponse, { S: 'NOTICE', V: 'NOTICE', C: '00000', M: message, ...(detail ? { D: detail } : {}) }));
+        },
+      })
+      .catch((err: Error): ApprovalOutcome => ({
+        forward: false,
+        reason: `fail closed: ${err.message}`,
+        error: { severity: 'ERROR', code: '42501', message: `agentgate: approval required, but the approval check failed: ${err.message}` },
+      }))
+      .then((outcome) => this.release(hold, outcome));
+    return null;
+  }
+
+  /** A frame that arrived while a statement is held: kept, in order, for after the release. */
+  private queueHeld(type: number, buf: Buffer, start: number, end: number): null {
+    if (type === F.Terminate) {
+      this.close('client terminated the session while a statement waited for approval');
+      return null;
+    }
+    const hold = this.hold!;
+    hold.bytes += end - start;
+    if (hold.bytes > this.ctx.maxMessageBytes) throw new ProtocolError('too much data sent while a statement waits for approval');
+    hold.queue.push({ type, frame: Buffer.from(buf.subarray(start, end)) });
+    return null;
+  }
+
+  /** The hold in force now (a re-read the compiler does not narrow away). */
+  private heldNow(): Hold | undefined {
+    return this.hold;
+  }
+
+  private release(hold: Hold, outcome: ApprovalOutcome): void {
+    if (this.hold !== hold) return;
+    this.hold = undefined;
+    const d = hold.verdict.decision;
+    const verdict: Verdict = {
+      ...hold.verdict,
+      forward: outcome.forward,
+      decision: { ...d, reason: `${outcome.reason} (rule "${d.rule}")` },
+      error: outcome.error,
+    };
+    if (this.closed) {
+      // The client left while it waited: the statement never ran; record that.
+      const unit = this.newUnit(hold.sql, { ...verdict, forward: false });
+      unit.approval = outcome.approval;
+      this.countStatement(verdict);
+      this.finishUnit(unit, '57014');
+      this.flushAudit();
+      return;
+    }
+    const out: Buffer[] = [];
+    try {
+      const first = hold.k === K.Query ? this.admitQuery(hold.sql, verdict, outcome.approval) : this.admitExecute(hold.portal, hold.sql, verdict, outcome.approval);
+      out.push(first ?? hold.frame);
+      for (let i = 0; i < hold.queue.length; i++) {
+        if (this.closed) return;
+        const next = this.heldNow();
+        if (next) {
+          // A later statement needs approval too: the rest waits behind it.
+          const rest = hold.queue.slice(i);
+          next.queue.unshift(...rest);
+          next.bytes += rest.reduce((n, q) => n + q.frame.length, 0);
+          break;
+        }
+        const q = hold.queue[i];
+        const rep = this.onClientMessage(q.type, q.frame, 0, q.frame.length);
+        if (rep === undefined) out.push(q.frame);
+        else if (rep !== null) out.push(rep);
+      }
+    } catch (err) {
+      return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
+    }
+    if (out.length && !this.closed) this.send(this.server, this.client, out);
+    if (this.auditQueue.length) this.flushAudit();
   }
 
   private decide(sql: string): Verdict {
@@ -510,8 +647,10 @@ export class Session {
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    // A client gone mid-statement must not leave the statement running on the server.
-    if (this.busy && !this.server.destroyed) this.ctx.cancelUpstream();
+    // A client gone mid-statement must not leave the statement running on the server,
+    // nor a request for approval open.
+    if (this.expect.length > 0 && !this.server.destroyed) this.ctx.cancelUpstream();
+    this.hold?.abort.abort('disconnect' satisfies AbortCause);
     for (const e of this.expect) if (e.unit) this.finishUnit(e.unit, e.unit.sqlstate ?? '57014');
     this.expect.length = 0;
     if (!this.server.destroyed) this.server.end(TERMINATE);
@@ -601,6 +740,7 @@ export class Session {
         statementKinds: kinds,
         tables,
         decision: { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced },
+        approval: u.approval,
         pod: id.pod,
         session: this.ctx.sessionId,
         rows,

@@ -522,96 +522,91 @@ export class KubeApiDouble {
     out(2, `exec: "${cmd}": executable file not found in $PATH\n`);
     exit(127);
   }
-}
 
-// SPDY/3.1 exec, as the kubelet serves it to client-go's SPDY executor: 101 with the
-// negotiated X-Stream-Protocol-Version (v4.channel.k8s.io), a SYN_REPLY for every stream
-// the client opens (error, stdin, stdout, stderr, resize, told apart by `streamtype`),
-// the command's output as DATA, the v4 JSON status on the error stream, then FIN.
-KubeApiDouble.prototype.spdyExec = function (this: KubeApiDouble, req: IncomingMessage, socket: Socket, head: Buffer, url: URL): void {
-  const offered = String(req.headers['x-stream-protocol-version'] ?? '').split(',').map((x) => x.trim());
-  if (!offered.includes('v4.channel.k8s.io')) {
-    const text = JSON.stringify(statusObj(403, 'Forbidden', 'the double only speaks v4.channel.k8s.io over SPDY'));
-    socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-    return;
-  }
-  socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n');
-  const command = url.searchParams.getAll('command');
-  const want = new Set(['error', ...(['stdin', 'stdout', 'stderr'] as const).filter((k) => url.searchParams.get(k) === 'true' || url.searchParams.get(k) === '1')]);
-  const rec = { command, protocol: 'SPDY/3.1+v4.channel.k8s.io', stdin: '' };
-  this.execs.push(rec);
-  const reader = new FrameReader();
-  const inflater = new HeaderInflater();
-  const deflater = new HeaderDeflater();
-  const streams = new Map<string, number>();
-  let started = false;
-  const send = (streamType: string, text: string, fin = false) => {
-    const id = streams.get(streamType);
-    if (id !== undefined && !socket.destroyed) socket.write(dataFrame(id, fin ? FLAG_FIN : 0, Buffer.from(text)));
-  };
-  const finish = (code: number) => {
-    for (const t of ['stdout', 'stderr']) send(t, '', true);
-    const st = code === 0 ? { metadata: {}, status: 'Success' } : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
-    send('error', JSON.stringify(st), true);
-    setTimeout(() => socket.end(), 50);
-  };
-  const run = () => {
-    const [cmd, ...args] = command;
-    if (cmd === 'echo') {
-      send('stdout', `${args.join(' ')}\n`);
-      return finish(0);
-    }
-    if (cmd === 'false') return finish(1);
-    if (cmd === 'cat') return; // finishes when stdin ends
-    send('stderr', `exec: "${cmd}": executable file not found in $PATH\n`);
-    finish(127);
-  };
-  const onFrames = async (frames: Frame[]) => {
-    for (const f of frames) {
-      if (f.control && f.type === CONTROL.SYN_STREAM) {
-        const h = await inflater.inflate(headerBlockOf(f));
-        const type = h.get('streamtype') ?? '';
-        streams.set(type, f.streamId);
-        const idBuf = Buffer.alloc(4);
-        idBuf.writeUInt32BE(f.streamId);
-        socket.write(controlFrame(CONTROL.SYN_REPLY, 0, Buffer.concat([idBuf, await deflater.deflate({})])));
-        if (!started && [...want].every((w) => streams.has(w))) {
-          started = true;
-          run();
-        }
-      } else if (f.control && f.type === CONTROL.PING) {
-        socket.write(f.raw);
-      } else if (!f.control && f.streamId === streams.get('stdin')) {
-        rec.stdin += f.payload.toString('utf8');
-        if (command[0] === 'cat' && f.payload.length) send('stdout', f.payload.toString('utf8'));
-        if (f.flags & FLAG_FIN && command[0] === 'cat') finish(0);
-      }
-    }
-  };
-  let chain = Promise.resolve();
-  const feed = (chunk: Buffer) => {
-    let frames: Frame[];
-    try {
-      frames = reader.push(chunk);
-    } catch {
-      socket.destroy();
+  // SPDY/3.1 exec, as the kubelet serves it to client-go's SPDY executor: 101 with the
+  // negotiated X-Stream-Protocol-Version (v4.channel.k8s.io), a SYN_REPLY for every stream
+  // the client opens (error, stdin, stdout, stderr, resize, told apart by `streamtype`),
+  // the command's output as DATA, the v4 JSON status on the error stream, then FIN.
+  private spdyExec(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): void {
+    const offered = String(req.headers['x-stream-protocol-version'] ?? '').split(',').map((x) => x.trim());
+    if (!offered.includes('v4.channel.k8s.io')) {
+      const text = JSON.stringify(statusObj(403, 'Forbidden', 'the double only speaks v4.channel.k8s.io over SPDY'));
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
       return;
     }
-    chain = chain.then(() => onFrames(frames)).catch(() => void socket.destroy());
-  };
-  if (head.length) feed(head);
-  socket.on('data', feed);
-  socket.on('error', () => undefined);
-  socket.on('close', () => {
-    inflater.close();
-    deflater.close();
-  });
-};
-
-declare module './kube-api-double.js' {
-  interface KubeApiDouble {
-    spdyExec(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): void;
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n');
+    const command = url.searchParams.getAll('command');
+    const want = new Set(['error', ...(['stdin', 'stdout', 'stderr'] as const).filter((k) => url.searchParams.get(k) === 'true' || url.searchParams.get(k) === '1')]);
+    const rec = { command, protocol: 'SPDY/3.1+v4.channel.k8s.io', stdin: '' };
+    this.execs.push(rec);
+    const reader = new FrameReader();
+    const inflater = new HeaderInflater();
+    const deflater = new HeaderDeflater();
+    const streams = new Map<string, number>();
+    let started = false;
+    const send = (streamType: string, text: string, fin = false) => {
+      const id = streams.get(streamType);
+      if (id !== undefined && !socket.destroyed) socket.write(dataFrame(id, fin ? FLAG_FIN : 0, Buffer.from(text)));
+    };
+    const finish = (code: number) => {
+      for (const t of ['stdout', 'stderr']) send(t, '', true);
+      const st = code === 0 ? { metadata: {}, status: 'Success' } : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
+      send('error', JSON.stringify(st), true);
+      setTimeout(() => socket.end(), 50);
+    };
+    const run = () => {
+      const [cmd, ...args] = command;
+      if (cmd === 'echo') {
+        send('stdout', `${args.join(' ')}\n`);
+        return finish(0);
+      }
+      if (cmd === 'false') return finish(1);
+      if (cmd === 'cat') return; // finishes when stdin ends
+      send('stderr', `exec: "${cmd}": executable file not found in $PATH\n`);
+      finish(127);
+    };
+    const onFrames = async (frames: Frame[]) => {
+      for (const f of frames) {
+        if (f.control && f.type === CONTROL.SYN_STREAM) {
+          const h = await inflater.inflate(headerBlockOf(f));
+          const type = h.get('streamtype') ?? '';
+          streams.set(type, f.streamId);
+          const idBuf = Buffer.alloc(4);
+          idBuf.writeUInt32BE(f.streamId);
+          socket.write(controlFrame(CONTROL.SYN_REPLY, 0, Buffer.concat([idBuf, await deflater.deflate({})])));
+          if (!started && [...want].every((w) => streams.has(w))) {
+            started = true;
+            run();
+          }
+        } else if (f.control && f.type === CONTROL.PING) {
+          socket.write(f.raw);
+        } else if (!f.control && f.streamId === streams.get('stdin')) {
+          rec.stdin += f.payload.toString('utf8');
+          if (command[0] === 'cat' && f.payload.length) send('stdout', f.payload.toString('utf8'));
+          if (f.flags & FLAG_FIN && command[0] === 'cat') finish(0);
+        }
+      }
+    };
+    let chain = Promise.resolve();
+    const feed = (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = reader.push(chunk);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      chain = chain.then(() => onFrames(frames)).catch(() => void socket.destroy());
+    };
+    if (head.length) feed(head);
+    socket.on('data', feed);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      inflater.close();
+      deflater.close();
+    });
   }
+
 }
 
 function mergePatch(target: unknown, patch: unknown): unknown {

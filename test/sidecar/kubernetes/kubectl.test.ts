@@ -1,5 +1,5 @@
 // The Kubernetes proxy as kubectl sees it: kubectl 1.33 (newest here, exec over
-// WebSocket) and 1.27 (oldest, exec over SPDY) with a kubeconfig built from the
+// WebSocket) and 1.27 (oldest, exec over SPDY/3.1) with a kubeconfig built from the
 // identity files the proxy wrote. API server: the DOUBLE (test/support/kube-api-double.ts).
 
 import { expect } from 'chai';
@@ -8,6 +8,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { KUBECTL_NEW, KUBECTL_OLD, PAN, PAN_MASKED, startHarness } from './harness.js';
 import type { Harness } from './harness.js';
+import type { AuditRecord } from '../../../core/audit/types.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
@@ -115,10 +116,9 @@ describe('kubectl exec through the kubernetes proxy (API server: the double)', f
     const r = await h.kubectl(KUBECTL_NEW, ['exec', 'debug-0', '--', 'echo', 'pay', 'with', PAN]);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.equal(`pay with ${PAN_MASKED}\n`);
-    const events = await h.events();
-    const done = events.find((e) => e.objectRef?.subresource === 'exec' && e.stage === 'ResponseComplete' && e.objectRef.name === 'debug-0');
-    expect(done?.annotations?.['agentgate.dev/session-file']).to.be.a('string');
-    const cast = (await readFile(done!.annotations!['agentgate.dev/session-file']!, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as unknown);
+    const done = await lastSession(h);
+    expect(done.annotations?.['agentgate.dev/session-file']).to.be.a('string');
+    const cast = (await readFile(done.annotations!['agentgate.dev/session-file']!, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as unknown);
     expect((cast[0] as { version: number; command: string }).version).to.equal(2);
     expect((cast[0] as { command: string }).command).to.equal(`echo pay with ${PAN}`.replace(PAN, PAN_MASKED));
     expect(cast.slice(1).map((e) => (e as unknown[]).slice(1))).to.deep.equal([['o', `pay with ${PAN_MASKED}\n`], ['m', 'exit 0']]);
@@ -151,26 +151,53 @@ describe('kubectl exec through the kubernetes proxy (API server: the double)', f
     expect(h.double.execs.map((e) => e.command[1])).not.to.include('hi');
   });
 
-  it('kubectl 1.27 (SPDY/3.1) is refused with the kubectl version to use', async () => {
-    const before = h.double.execs.length;
-    const r = await h.kubectl(KUBECTL_OLD, ['exec', 'debug-0', '--', 'echo', 'hi']);
-    expect(r.code).to.equal(1);
-    expect(r.stderr).to.equal(
-      'Error from server (BadRequest): agentgate: exec and attach over SPDY/3.1 are refused because agentgate masks and records every session frame by frame and does not parse SPDY; use kubectl 1.31 or newer (or client-go ≥ 0.31), which use WebSocket (v5.channel.k8s.io)\n',
-    );
-    expect(h.double.execs.length).to.equal(before);
+  it('kubectl 1.27 execs over SPDY/3.1 with stdout masked frame by frame and the session recorded', async () => {
+    const r = await h.kubectl(KUBECTL_OLD, ['exec', 'debug-0', '--', 'echo', 'spdy', PAN]);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal(`spdy ${PAN_MASKED}\n`);
+    expect(h.double.execs.at(-1)).to.deep.include({ command: ['echo', 'spdy', PAN], protocol: 'SPDY/3.1+v4.channel.k8s.io' });
+    const done = await lastSession(h);
+    const cast = (await readFile(done.annotations!['agentgate.dev/session-file']!, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as unknown[]);
+    expect(cast.slice(1).map((e) => e.slice(1))).to.deep.equal([['o', `spdy ${PAN_MASKED}\n`], ['m', 'exit 0']]);
   });
 
-  it('kubectl 1.27 exec of a pod the policy denies gets the denial, not the SPDY refusal', async () => {
+  it('kubectl 1.27 passes stdin over SPDY/3.1 and gets its echo masked', async () => {
+    const r = await h.kubectl(KUBECTL_OLD, ['exec', '-i', 'debug-0', '--', 'cat'], { input: `card ${PAN}\n` });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.equal(`card ${PAN_MASKED}\n`);
+    expect(h.double.execs.at(-1)?.stdin).to.equal(`card ${PAN}\n`);
+  });
+
+  it('kubectl 1.27 reports a non-zero exit code over SPDY/3.1', async () => {
+    const r = await h.kubectl(KUBECTL_OLD, ['exec', 'debug-0', '--', 'false']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.equal('command terminated with exit code 1\n');
+  });
+
+  it('kubectl 1.27 is refused an exec that needs approval, with the rule named', async () => {
     const r = await h.kubectl(KUBECTL_OLD, ['exec', 'web-0', '--', 'echo', 'hi']);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/^Error from server \(Forbidden\): pods "web-0" is forbidden: approval required: rule 'exec-needs-approval'/);
   });
 });
 
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
+/**
+ * The ResponseComplete event of the latest exec session. kubectl exits when it has the
+ * exit status; the proxy completes the session (recording closed, event appended) when
+ * both connections are closed, a moment later.
+ */
+async function lastSession(h: Harness): Promise<AuditRecord> {
+  const started = (await h.events()).filter((e) => e.objectRef?.subresource === 'exec' && e.stage === 'ResponseStarted').at(-1)!;
+  let done: AuditRecord | undefined;
+  await waitFor(() => done !== undefined, 10_000, async () => {
+    done = (await h.events()).find((e) => e.auditID === started.auditID && e.stage === 'ResponseComplete');
+  });
+  return done!;
+}
+
+async function waitFor(cond: () => boolean, ms = 10_000, poll?: () => Promise<void>): Promise<void> {
   const until = Date.now() + ms;
-  while (!cond()) {
+  while ((await poll?.(), !cond())) {
     if (Date.now() > until) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 25));
   }

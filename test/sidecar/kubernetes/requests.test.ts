@@ -474,3 +474,35 @@ describe('kubernetes proxy when the audit trail fails (API server: the double)',
     expect((await call(h, '/api/v1/namespaces/payments/configmaps/cards')).status).to.equal(200);
   });
 });
+
+describe('kubernetes proxy without an API server credential (API server: none reached)', function () {
+  this.timeout(30_000);
+
+  it('refuses every request with 403 when the pod has no service-account token (empty token file setting)', async () => {
+    const h = await startHarness({ config: { upstream: { server: 'https://127.0.0.1:1', tokenFile: '' } } });
+    try {
+      const r = await call(h, '/api/v1/namespaces/payments/configmaps');
+      expect(r.status).to.equal(403);
+      expect(r.json.message).to.equal(
+        'agentgate: this pod has no service-account token for the API server (automountServiceAccountToken: false), so agentgate refuses every Kubernetes request; set agentgate.dev/kubernetes-access: "true" on the pod to give it one',
+      );
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('refuses to start when the upstream token file is the agent token it writes itself', async () => {
+    const { startKubernetesProxy } = await import('../../../sidecar/kubernetes/proxy.js');
+    const { createLogger } = await import('../../../core/log.js');
+    const err = await startKubernetesProxy(
+      { listen: '127.0.0.1:0', identityDir: '/tmp/agentgate-id-x', upstream: { server: 'https://127.0.0.1:1', tokenFile: '/tmp/agentgate-id-x/token' } },
+      { policy: { current: () => { throw new Error('unused'); } }, audit: { append: () => { throw new Error('unused'); }, flush: async () => undefined, close: async () => undefined }, log: createLogger('t', 'silent'), pod: POD },
+    ).then(
+      () => 'started',
+      (e: Error) => e.message,
+    );
+    expect(err).to.equal(
+      'kubernetes.upstream.tokenFile (/tmp/agentgate-id-x/token) is in identityDir (/tmp/agentgate-id-x): the upstream token must be the pod\'s real service-account token, mounted for the sidecar alone',
+    );
+  });
+});

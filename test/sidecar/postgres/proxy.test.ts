@@ -145,6 +145,63 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       }
     });
 
+    it('stars card-data keys and masks PANs in a jsonb result through psql (jsonb normalizes spacing)', async () => {
+      const r = await psql(h.proxyEnv(), ['-A', '-t', '-c', `select '{"cvv":"123","pan":"4111111111111111"}'::jsonb`]);
+      expect(r.stdout).to.equal('{"cvv": "***", "pan": "************1111"}\n');
+    });
+
+    it('masks json and jsonb through the pg driver, rewriting the row when a value changes length', async () => {
+      const c = await client();
+      try {
+        // A PAN written as a JSON number becomes a string: the value grows by two quotes.
+        const r = await c.query(`select '{"pin": 1234, "n": 4111111111111111}'::json as j, '{"track2": ";4111111111111111=2512"}'::jsonb as b, 'after' as t`);
+        expect(r.rows).to.deep.equal([{ j: { pin: '****', n: '************1111' }, b: { track2: '**********************' }, t: 'after' }]);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('masks every element of json[] and jsonb[] results (text format), NULLs kept', async () => {
+      const c = await client();
+      try {
+        const r = await c.query(`select array['{"cvv":"123"}'::jsonb, null, '{"pan":"4111 1111 1111 1111"}'] as a, array['{"pin":"9"}'::json] as j`);
+        expect(r.rows[0].a).to.deep.equal([{ cvv: '***' }, null, { pan: '**** **** **** 1111' }]);
+        expect(r.rows[0].j).to.deep.equal([{ pin: '*' }]);
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('masks binary json, jsonb (version byte + text) and jsonb[] values', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([
+          serialize.parse({ text: `select '{"cvv":"123"}'::json, '{"cvv":"123","pan":"4111111111111111"}'::jsonb, array['{"pin":"12"}'::jsonb, '{"cvv":7}']` }),
+          serialize.bind({ binary: true }),
+          serialize.describe({ type: 'P' }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        const msgs = await c.until((m) => m.name === 'readyForQuery');
+        const row = msgs.find((m) => m.name === 'dataRow') as unknown as { fields: string[] };
+        expect(Buffer.from(row.fields[0], 'latin1').toString()).to.equal('{"cvv":"***"}');
+        const jsonb = Buffer.from(row.fields[1], 'latin1');
+        expect(jsonb[0]).to.equal(1);
+        expect(jsonb.subarray(1).toString()).to.equal('{"cvv": "***", "pan": "************1111"}');
+        const arr = Buffer.from(row.fields[2], 'latin1');
+        // ndim 1, no nulls, element type (pg-protocol decodes fields as UTF-8, so its byte
+        // 0xDA does not survive the test client), 2 elements from 1; then (length, jsonb) each.
+        expect([arr.readInt32BE(0), arr.readInt32BE(4), arr.readInt32BE(12), arr.readInt32BE(16)]).to.deep.equal([1, 0, 2, 1]);
+        const len = arr.readInt32BE(20);
+        expect(arr.subarray(24, 24 + len).toString('latin1')).to.equal('\x01{"pin": "**"}');
+        const len2 = arr.readInt32BE(24 + len);
+        expect(arr.subarray(28 + len, 28 + len + len2).toString('latin1')).to.equal('\x01{"cvv": "*"}');
+        expect(arr.length).to.equal(28 + len + len2);
+      } finally {
+        c.end();
+      }
+    });
+
     it('masks binary results of a statement described once and executed without a portal Describe', async () => {
       // Drivers with a statement cache (pgx, JDBC) Describe the statement, then Bind + Execute only.
       const c = await RawClient.connect(h.proxyPort);

@@ -141,5 +141,47 @@ describe('PostgreSQL proxy: upstream authentication methods and failures', funct
       fs.writeFileSync(tokenFile, 'rotated-token-456\n');
       expect(await query(h, 'select 1 as one', { password: 'rotated-token-456' })).to.deep.equal([{ one: 1 }]);
     });
+
+    it('keeps the previous token valid for tokenGraceSeconds after a rotation, then refuses it', async () => {
+      await h.stopProxy();
+      await h.startProxy({ connection: `    clientAuth: { mode: token, tokenFile: ${tokenFile}, tokenGraceSeconds: 1.5 }` });
+      expect(await query(h, 'select 1 as one', { password: 'local-agent-token-123' })).to.deep.equal([{ one: 1 }]);
+      fs.writeFileSync(tokenFile, 'rotated-token-789\n');
+      // An agent that read the file just before the rotation still gets in.
+      expect(await query(h, 'select 1 as one', { password: 'local-agent-token-123' })).to.deep.equal([{ one: 1 }]);
+      expect(await query(h, 'select 2 as two', { password: 'rotated-token-789' })).to.deep.equal([{ two: 2 }]);
+      await new Promise((r) => setTimeout(r, 1600));
+      expect((await connectError(h, { password: 'local-agent-token-123' })).code).to.equal('28P01');
+      expect(await query(h, 'select 3 as three', { password: 'rotated-token-789' })).to.deep.equal([{ three: 3 }]);
+    });
+
+    it('checks the Kubernetes proxy\'s own token with that proxy, so its previous token keeps working through the grace period', async () => {
+      await h.stopProxy();
+      const identityDir = path.join(h.dir, 'identity');
+      // No upstream token: the Kubernetes proxy refuses every API request, but still issues agent tokens.
+      await h.startProxy({
+        connection: '    clientAuth: { mode: token }',
+        extraTop: `kubernetes: { listen: 127.0.0.1:0, identityDir: ${identityDir}, tokenGraceSeconds: 60, upstream: { server: https://127.0.0.1:1, tokenFile: "" } }`,
+      });
+      const first = fs.readFileSync(path.join(identityDir, 'token'), 'utf8').trim();
+      expect(await query(h, 'select 1 as one', { password: first })).to.deep.equal([{ one: 1 }]);
+      const second = await h.sidecar!.kubernetes!.rotateToken();
+      expect(fs.readFileSync(path.join(identityDir, 'token'), 'utf8').trim()).to.equal(second);
+      expect(await query(h, 'select 1 as one', { password: first })).to.deep.equal([{ one: 1 }]);
+      expect(await query(h, 'select 1 as one', { password: second })).to.deep.equal([{ one: 1 }]);
+      await h.sidecar!.kubernetes!.rotateToken();
+      // Two rotations later the first token is past its grace (only the previous one is kept).
+      expect((await connectError(h, { password: 'agentgate.not-a-token' })).code).to.equal('28P01');
+    });
+
+    it('sees a rotation that happens between two logins (the file is watched), so the token read in between keeps working', async () => {
+      await h.stopProxy();
+      await h.startProxy({ connection: `    clientAuth: { mode: token, tokenFile: ${tokenFile}, tokenGraceSeconds: 30 }` });
+      fs.writeFileSync(tokenFile, 'middle-token-1\n');
+      await new Promise((r) => setTimeout(r, 2500));
+      fs.writeFileSync(tokenFile, 'latest-token-2\n');
+      expect(await query(h, 'select 1 as one', { password: 'middle-token-1' })).to.deep.equal([{ one: 1 }]);
+      expect(await query(h, 'select 1 as one', { password: 'latest-token-2' })).to.deep.equal([{ one: 1 }]);
+    });
   });
 });
