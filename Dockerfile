@@ -20,6 +20,8 @@ WORKDIR /opt/agentgate
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist dist
+# Served at /openapi.json by the approval service (read beside the compiled module).
+COPY approval/openapi.json dist/approval/openapi.json
 # Non-root, matching the injector's securityContext (runAsNonRoot, read-only root FS).
 USER 65532:65532
 ENTRYPOINT ["node", "/opt/agentgate/dist/cli/main.js"]
