@@ -275,6 +275,10 @@ export class AuditWriter implements AuditSink {
       // The general path, for what the single walk does not model (see record-json.ts).
       open = canonicalBody(masker ? (masker.value(event) as object) : event, seq, prevHash).slice(0, -1);
     }
+    // The walk built `open` as a rope of ~100 concatenations; V8 flattens a rope in
+    // place on charCodeAt, so hashing and the destination's join each copy one flat
+    // string instead of walking the rope twice (measured: ~1/3 of an append's CPU).
+    open.charCodeAt(0);
     const hash = linkHash(prevHash, `${open}}`);
     const line = `${open},"hash":"${hash}"}\n`;
     this.dest.write(line, bytes);

@@ -195,7 +195,7 @@ async function lastSession(h: Harness): Promise<AuditRecord> {
   return done!;
 }
 
-async function waitFor(cond: () => boolean, ms = 10_000, poll?: () => Promise<void>): Promise<void> {
+async function waitFor(cond: () => boolean, ms = 30_000, poll?: () => Promise<void>): Promise<void> {
   const until = Date.now() + ms;
   while ((await poll?.(), !cond())) {
     if (Date.now() > until) throw new Error('timed out waiting');

@@ -125,6 +125,8 @@ describe('PostgreSQL proxy with the approval service (real cluster, real service
       expect(r.rowCount).to.equal(1);
       expect((await c.query('select holder from cards where id = 1')).rows).to.deep.equal([{ holder: 'Ada L.' }]);
       expect(await stateOf(held.id)).to.equal('used');
+      // The audit writer appends asynchronously: wait for the event to reach the file.
+      await eventually(async () => readAudit(h.auditFile).some((e) => e.statement === "update cards set holder = 'Ada L.' where id = 1"));
       const ev = readAudit(h.auditFile).find((e) => e.statement === "update cards set holder = 'Ada L.' where id = 1");
       expect(ev?.approval).to.deep.equal({ id: held.id, approver: 'alice@example.com', state: 'used' });
       expect(ev?.decision).to.include({ action: 'approve', rule: 'card-updates' });
@@ -158,6 +160,7 @@ describe('PostgreSQL proxy with the approval service (real cluster, real service
       expect(err.code).to.equal('42501');
       expect(err.message).to.equal(`agentgate: permission denied: approval ${held.id} was denied by bob@example.com: no ticket (rule "card-updates")`);
       expect((await c.query('select holder from cards where id = 1')).rows).to.deep.equal([{ holder: 'Ada L.' }]);
+      await eventually(async () => readAudit(h.auditFile).some((e) => e.approval?.id === held.id && e.protocol === 'postgres'));
       const ev = readAudit(h.auditFile).find((e) => e.approval?.id === held.id && e.protocol === 'postgres');
       expect(ev?.approval).to.deep.equal({ id: held.id, approver: 'bob@example.com', state: 'denied' });
       expect(ev?.sqlstate).to.equal('42501');

@@ -86,6 +86,27 @@ ${base}`);
     ]);
   });
 
+  it('fills the approval block\'s defaults: the projected token of audience agentgate, 5 s calls, 30 s polls', () => {
+    const c = parseSidecarConfig(`postgres: [{ name: p, upstream: { host: db, database: d, user: u } }]\napproval: { url: https://approvals.agentgate:8080, caFile: ca.crt }\n${base}`, '/etc/agentgate/sidecar.yaml');
+    expect(c.approval).to.deep.equal({
+      url: 'https://approvals.agentgate:8080',
+      tokenFile: '/var/run/secrets/agentgate/approval/token',
+      caFile: '/etc/agentgate/ca.crt',
+      timeoutSeconds: 5,
+      pollSeconds: 30,
+    });
+  });
+
+  it('refuses an approval url that is not http(s) and a caFile with a plain-http url', () => {
+    const conn = 'postgres: [{ name: p, upstream: { host: db, database: d, user: u } }]\n';
+    expect(configErrors(`${conn}approval: { url: approvals:8080 }\n${base}`)).to.deep.equal([
+      "sidecar.yaml:2:18: approval.url: invalid value 'approvals:8080' (http(s)://host:port)",
+    ]);
+    expect(configErrors(`${conn}approval: { url: http://approvals:8080, caFile: ca.crt }\n${base}`)).to.deep.equal([
+      'sidecar.yaml:2:49: approval.caFile: caFile is only used with an https url',
+    ]);
+  });
+
   it('exits 1 with the errors when the CLI is given a bad config, and 2 without --config', async () => {
     const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'agentgate-cfg-'));
     const file = path.join(dir, 'bad.yaml');
