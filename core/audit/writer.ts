@@ -399,8 +399,9 @@ export class AuditWriter implements AuditSink {
 function lazyRecord(line: string, seq: number, prevHash: string, hash: string): AuditRecord {
   let parsed: Record<PropertyKey, unknown> | undefined;
   const rec = () => (parsed ??= JSON.parse(line) as Record<PropertyKey, unknown>);
-  return new Proxy({} as Record<PropertyKey, unknown>, {
-    get: (_t, p) => (p === 'seq' ? seq : p === 'prevHash' ? prevHash : p === 'hash' ? hash : rec()[p]),
+  // The target holds the chain fields, so util.inspect (which shows a proxy's target) shows them.
+  return new Proxy({ seq, prevHash, hash } as Record<PropertyKey, unknown>, {
+    get: (_t, p) => (parsed === undefined && (p === 'seq' || p === 'prevHash' || p === 'hash') ? { seq, prevHash, hash }[p] : rec()[p]),
     has: (_t, p) => p in rec(),
     ownKeys: () => Reflect.ownKeys(rec()),
     getOwnPropertyDescriptor: (_t, p) => Reflect.getOwnPropertyDescriptor(rec(), p),

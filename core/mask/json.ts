@@ -101,6 +101,29 @@ for (let c = 0x30; c <= 0x39; c++) STRSTOP[c] = 2;
 /** The single byte an escape stands for, when it is a digit, space or hyphen. */
 const RUN_BYTES = '0123456789 -';
 
+/** Bytes that may follow a backslash as a whole two-byte escape (everything but `u`). */
+const SIMPLE_ESCAPE = new Int16Array(256).fill(-1);
+for (const [e, ch] of [[0x22, 0x22], [0x5c, 0x5c], [0x2f, 0x2f], [0x62, 0x08], [0x66, 0x0c], [0x6e, 0x0a], [0x72, 0x0d], [0x74, 0x09]]) SIMPLE_ESCAPE[e] = ch;
+/** Hex digit values, -1 for anything else. */
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 16; c++) {
+  HEX['0123456789abcdef'.charCodeAt(c)] = c;
+  HEX['0123456789ABCDEF'.charCodeAt(c)] = c;
+}
+
+/** Card field names as bytes, by length, per resolved option set (shared, read-only). */
+const cardTables = new WeakMap<ResolvedOptions, Uint8Array[][]>();
+function cardTable(r: ResolvedOptions): Uint8Array[][] {
+  let t = cardTables.get(r);
+  if (t === undefined) {
+    t = [];
+    for (const f of r.cardFields) (t[f.length] ??= []).push(Buffer.from(f, 'latin1'));
+    cardTables.set(r, t);
+  }
+  return t;
+}
+const NO_BYTES = new Uint8Array(0);
+
 function describe(c: number): string {
   if (c >= 0x21 && c <= 0x7e) return `'${String.fromCharCode(c)}'`;
   return `byte 0x${c.toString(16).padStart(2, '0')}`;
@@ -109,12 +132,15 @@ function describe(c: number): string {
 export class JsonMasker implements StreamMasker {
   private readonly out = new Output();
   private readonly scanner: PanScanner;
-  /** Separate scanner for number tokens, so a number never mixes with string runs. */
-  private readonly numOut = new Output();
-  private readonly numScanner: PanScanner;
+  /**
+   * Separate scanner for number tokens, so a number never mixes with string runs;
+   * created on the first number long enough to be a PAN (most responses have none).
+   */
+  private numOut: Output | null = null;
+  private numScanner: PanScanner | null = null;
   private readonly opts: ResolvedOptions;
-  /** Normalized card field names as bytes, by length. */
-  private readonly cardByLength: Uint8Array[][] = [];
+  /** Normalized card field names as bytes, by length (shared between maskers). */
+  private readonly cardByLength: Uint8Array[][];
 
   private state = S.Top;
   private stack = new Uint8Array(64);
@@ -135,7 +161,7 @@ export class JsonMasker implements StreamMasker {
   private escLen = 0;
 
   // Current number (only when cut by a chunk end) and literal.
-  private num = new Uint8Array(64);
+  private num: Uint8Array = NO_BYTES;
   private numLen = 0;
   /** Stream offset where the current number started. */
   private numAt = 0;
@@ -153,9 +179,42 @@ export class JsonMasker implements StreamMasker {
   constructor(opts: MaskOptions = {}) {
     this.opts = resolveOptions(opts);
     this.keyBuf = new Uint8Array(this.opts.cardFieldMaxLen + 1);
-    for (const f of this.opts.cardFields) (this.cardByLength[f.length] ??= []).push(Buffer.from(f, 'latin1'));
+    this.cardByLength = cardTable(this.opts);
     this.scanner = new PanScanner(this.out, this.opts.keepBin, this.opts.fill);
-    this.numScanner = new PanScanner(this.numOut, this.opts.keepBin, this.opts.fill);
+  }
+
+  /**
+   * Makes the masker as new (same options) for another stream, dropping anything
+   * held and a past failure: for callers that keep one masker per connection.
+   */
+  reset(): void {
+    this.scanner.discard();
+    this.scanner.takeCount();
+    this.out.discard();
+    if (this.numScanner !== null) {
+      this.numScanner.discard();
+      this.numScanner.takeCount();
+      this.numOut!.discard();
+    }
+    this.state = S.Top;
+    this.depth = 0;
+    this.taintDepth = -1;
+    this.cardNext = false;
+    this.isKey = false;
+    this.starred = false;
+    this.keyLen = 0;
+    this.keyOverflow = false;
+    this.escLen = 0;
+    this.numLen = 0;
+    this.numAt = 0;
+    this.litIdx = 0;
+    this.offset = 0;
+    this.line = 1;
+    this.failed = null;
+    this.ended = false;
+    this.pans = 0;
+    this.fields = 0;
+    this.total = 0;
   }
 
   get pansMasked(): number {
@@ -194,9 +253,9 @@ export class JsonMasker implements StreamMasker {
 
   private failClosed(err: unknown): never {
     this.scanner.discard();
-    this.numScanner.discard();
+    this.numScanner?.discard();
     this.out.discard();
-    this.numOut.discard();
+    this.numOut?.discard();
     if (err instanceof JsonMaskError) this.failed = err;
     throw err;
   }
@@ -379,16 +438,67 @@ export class JsonMasker implements StreamMasker {
       }
       this.stars(chars);
     } else {
-      let digits = 0;
-      for (; j < n; j++) {
-        const k = STRSTOP[src[j]];
-        if (k === 1) break;
-        digits |= k;
+      const out = this.out;
+      const scanner = this.scanner;
+      for (;;) {
+        // A plain stretch: up to a quote, backslash or control byte (digits counted twice).
+        const from = j;
+        let digits = 0;
+        for (; j < n; j++) {
+          const k = STRSTOP[src[j]];
+          if (k === 1) break;
+          digits += k;
+        }
+        if (this.isKey) this.keyChars(src, from, j);
+        // What ends the stretch, when it is whole in this chunk: the closing quote, or
+        // an escape that stands for a byte no digit run contains (decoded here, so the
+        // output stays one view of the chunk). Anything else takes the general path.
+        let closed = false;
+        let escEnd = 0;
+        let ch = 0;
+        if (j < n) {
+          const c = src[j];
+          if (c === 0x22) closed = true;
+          else if (c === 0x5c && j + 1 < n) {
+            const e = src[j + 1];
+            const simple = SIMPLE_ESCAPE[e];
+            if (simple >= 0) {
+              closed = true;
+              ch = simple;
+              escEnd = j + 2;
+            } else if (e === 0x75 && j + 5 < n) {
+              const h0 = HEX[src[j + 2]];
+              const h1 = HEX[src[j + 3]];
+              const h2 = HEX[src[j + 4]];
+              const h3 = HEX[src[j + 5]];
+              if ((h0 | h1 | h2 | h3) >= 0) {
+                const code = (h0 << 12) | (h1 << 8) | (h2 << 4) | h3;
+                if (!((code >= 0x30 && code <= 0x39) || code === 0x20 || code === 0x2d)) {
+                  closed = true;
+                  ch = code;
+                  escEnd = j + 6;
+                }
+              }
+            }
+          }
+        }
+        // With nothing held and the stretch closed, fewer than 12 digits cannot hold a PAN.
+        if (scanner.idle && (digits === 0 || (closed && digits < 24))) out.pass(src, from, j);
+        else scanner.scan(src, from, j, closed);
+        if (!closed) break;
+        if (escEnd === 0) {
+          scanner.boundary();
+          out.pass(src, j, j + 1);
+          this.stringDone();
+          return j + 1;
+        }
+        if (this.isKey && !this.keyOverflow && ch !== 0x5f && ch !== 0x2d) {
+          if (ch > 0x7f || this.keyLen === this.keyBuf.length) this.keyOverflow = true;
+          else this.keyBuf[this.keyLen++] = ch >= 0x41 && ch <= 0x5a ? ch + 0x20 : ch;
+        }
+        out.pass(src, j, escEnd);
+        j = escEnd;
       }
-      if (this.isKey) this.keyChars(src, i, j);
-      // No digit and the scanner idle: nothing to mask, the bytes pass as they are.
-      if (digits === 0 && this.scanner.idle) this.out.pass(src, i, j);
-      else this.scanner.scan(src, i, j, j < n && src[j] === 0x22);
     }
     if (j === n) return n;
     const c = src[j];
@@ -554,7 +664,7 @@ export class JsonMasker implements StreamMasker {
     const len = this.numLen + (j - i);
     if (len > MAX_NUMBER_BYTES) this.failAt(`number longer than ${MAX_NUMBER_BYTES} bytes`, this.numAt);
     if (len > this.num.length) {
-      const b = new Uint8Array(Math.min(MAX_NUMBER_BYTES, Math.max(len, this.num.length * 2)));
+      const b = new Uint8Array(Math.min(MAX_NUMBER_BYTES, Math.max(len, 64, this.num.length * 2)));
       b.set(this.num.subarray(0, this.numLen));
       this.num = b;
     }
@@ -575,10 +685,14 @@ export class JsonMasker implements StreamMasker {
     } else {
       let masked: Buffer | null = null;
       if (e - s >= 12) {
+        if (this.numScanner === null) {
+          this.numOut = new Output();
+          this.numScanner = new PanScanner(this.numOut, this.opts.keepBin, this.opts.fill);
+        }
         this.numScanner.scan(src, s, e);
         this.numScanner.boundary();
         const found = this.numScanner.takeCount();
-        const bytes = this.numOut.take();
+        const bytes = this.numOut!.take();
         if (found > 0) {
           this.pans += found;
           masked = bytes;

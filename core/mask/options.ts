@@ -37,15 +37,34 @@ export interface ResolvedOptions {
   cardFieldMaxLen: number;
 }
 
+// Resolved option sets are shared and never modified: a proxy creates a masker per
+// response, and resolving (normalizing every card field name) would otherwise be
+// most of what creating one costs. Bounded: policies have few distinct option sets.
+const resolvedCache = new Map<string, ResolvedOptions>();
+const RESOLVED_CACHE_MAX = 256;
+let resolvedDefault: ResolvedOptions | undefined;
+
 export function resolveOptions(o: MaskOptions = {}): ResolvedOptions {
   const keep = o.keep ?? 'last4';
   if (keep !== 'last4' && keep !== 'bin+last4') throw new TypeError(`mask: keep must be 'last4' or 'bin+last4', not '${String(keep)}'`);
   const fill = o.fill ?? '*';
   if (fill !== '*' && fill !== '0') throw new TypeError(`mask: fill must be '*' or '0', not '${String(fill)}'`);
-  const cardFields = new Set([...DEFAULT_CARD_FIELDS, ...(o.cardFields ?? [])].map(normalizeFieldName).filter((n) => n.length > 0));
+  const extra = o.cardFields;
+  const plain = keep === 'last4' && fill === '*' && (extra === undefined || extra.length === 0);
+  if (plain && resolvedDefault !== undefined) return resolvedDefault;
+  const key = plain ? '' : `${keep}\u0000${fill}\u0000${extra === undefined ? '' : extra.join('\u0000')}`;
+  const hit = resolvedCache.get(key);
+  if (hit !== undefined) return hit;
+  const cardFields = new Set([...DEFAULT_CARD_FIELDS, ...(extra ?? [])].map(normalizeFieldName).filter((n) => n.length > 0));
   let max = 0;
   for (const f of cardFields) max = Math.max(max, f.length);
-  return { keepBin: keep === 'bin+last4', fill: fill.charCodeAt(0), cardFields, cardFieldMaxLen: max };
+  const r: ResolvedOptions = Object.freeze({ keepBin: keep === 'bin+last4', fill: fill.charCodeAt(0), cardFields, cardFieldMaxLen: max });
+  if (plain) resolvedDefault = r;
+  else {
+    if (resolvedCache.size >= RESOLVED_CACHE_MAX) resolvedCache.clear();
+    resolvedCache.set(key, r);
+  }
+  return r;
 }
 
 /** MaskOptions from a policy's `spec.masking`. */

@@ -101,6 +101,11 @@ export class PanScanner {
   private groupStart = 0;
   private groupLen = 0;
   private readonly evaluator = sharedEvaluator;
+  /**
+   * After scanInPlace: where it stopped because a run needs the held-run path
+   * (over-long group or run), or -1 when it masked everything.
+   */
+  bailAt = -1;
 
   constructor(
     public out: Output,
@@ -125,6 +130,21 @@ export class PanScanner {
    * quote): then it is decided at once, as scan + boundary would.
    */
   scan(src: Uint8Array, start: number, end: number, final = false): void {
+    this.fastScan(src, start, end, final, false);
+  }
+
+  /**
+   * Masks src[start, end) in place, all of it final (nothing held). Stops at the
+   * first run the fast path cannot decide alone and sets `bailAt` to its start
+   * (bytes before it are done; scanning from there with `scan` finishes the job,
+   * since a run starting after a non-digit is decided without what precedes it).
+   */
+  scanInPlace(src: Uint8Array, start: number, end: number): void {
+    this.bailAt = -1;
+    this.fastScan(src, start, end, true, true);
+  }
+
+  private fastScan(src: Uint8Array, start: number, end: number, final: boolean, inPlace: boolean): void {
     const out = this.out;
     let i = start;
     if (this.state !== State.None) {
@@ -199,6 +219,10 @@ export class PanScanner {
         break;
       }
       if (bail) {
+        if (inPlace) {
+          this.bailAt = s;
+          return;
+        }
         // Rare: a run cut by the chunk end, very long, or with an over-long group.
         // The byte-at-a-time path is the reference; hand it the run from its start.
         out.pass(buf, passFrom - delta, s - delta);
@@ -222,7 +246,7 @@ export class PanScanner {
         const single = j - s === digits;
         const n = single ? (singlePan(src, s, j) ? 1 : 0) : this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
         if (n > 0) {
-          if (buf === src) {
+          if (buf === src && !inPlace) {
             out.pass(src, passFrom, s);
             // Uint8Array's slice copies (Buffer's would alias the caller's bytes).
             buf = Uint8Array.prototype.slice.call(src, s, end) as Uint8Array;
@@ -244,6 +268,7 @@ export class PanScanner {
       }
       i = j;
     }
+    if (inPlace) return;
     out.pass(buf, passFrom - delta, end - delta);
     if (final) this.boundary();
   }

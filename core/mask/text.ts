@@ -44,6 +44,18 @@ export class TextMasker implements StreamMasker {
     return this.out.take();
   }
 
+  /**
+   * Makes the masker as new (same options) for another stream, dropping anything
+   * held: for callers that keep one masker per connection instead of one per body.
+   */
+  reset(): void {
+    this.scanner.discard();
+    this.scanner.takeCount();
+    this.out.discard();
+    this.total = 0;
+    this.ended = false;
+  }
+
   end(): Buffer {
     if (this.ended) return Buffer.alloc(0);
     this.ended = true;
@@ -160,9 +172,26 @@ export function maskTextCounted(input: string | Uint8Array, opts?: MaskOptions):
  * PostgreSQL DataRow message. Returns the number of PANs masked.
  */
 export function maskInPlace(buf: Uint8Array, start = 0, end = buf.length, opts?: MaskOptions): number {
-  const m = maskBytes(buf, start, end, resolveLight(opts));
-  if (m === null) return 0;
-  buf.set(m.bytes, start);
-  countPans('text', m.pans);
-  return m.pans;
+  const r = resolveLight(opts);
+  const { scanner } = sharedScanner(r);
+  // The common case masks straight into buf: no copy, no output to assemble.
+  try {
+    scanner.scanInPlace(buf, start, end);
+  } catch (err) {
+    scanner.takeCount();
+    throw err;
+  }
+  let pans = scanner.takeCount();
+  const rest = scanner.bailAt;
+  if (rest >= 0) {
+    // A run the fast path does not hold (an over-long group or run): the general
+    // path from its start; everything before it is already decided.
+    const m = maskBytes(buf, rest, end, r);
+    if (m !== null) {
+      buf.set(m.bytes, rest);
+      pans += m.pans;
+    }
+  }
+  countPans('text', pans);
+  return pans;
 }

@@ -10,17 +10,31 @@ import type { AuditUser } from '../../core/audit/types.js';
 import { AuthenticationError } from './authenticate.js';
 import type { Authenticator } from './authenticate.js';
 import { status, targetPhrase } from './status.js';
+import { JUSTIFICATION_HEADER, noApprovalService } from './approval-gate.js';
 import type { StatusObject } from './status.js';
 
 export type Admission =
   | { ok: true; identity: Identity; request: KubeRequest; decision: Decision; policy: Policy; headers: Record<string, string | string[]>; impersonated?: AuditUser }
-  | { ok: false; status: StatusObject; identity?: Identity; request?: KubeRequest; decision?: Decision; impersonated?: AuditUser };
+  | {
+      ok: false;
+      status: StatusObject;
+      identity?: Identity;
+      request?: KubeRequest;
+      decision?: Decision;
+      impersonated?: AuditUser;
+      /**
+       * Set when the refusal is an enforced `approve` decision: what forwarding needs if the
+       * approval service approves. `status` is the answer when no approval service is configured.
+       */
+      approvable?: { identity: Identity; request: KubeRequest; decision: Decision; policy: Policy; headers: Record<string, string | string[]> };
+    };
 
 // Never forwarded: hop-by-hop headers, the agent's credential, and encodings we
 // could not mask (the response must arrive as plain JSON or text).
 const DROP = new Set([
   'host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer',
   'transfer-encoding', 'upgrade', 'authorization', 'accept-encoding', 'accept', 'content-length', 'http2-settings',
+  JUSTIFICATION_HEADER,
 ]);
 
 /**
@@ -88,7 +102,7 @@ export async function admit(req: IncomingMessage, deps: AdmitDeps): Promise<Admi
     for (const ask of asks) {
       const d = policy.decide(identity, ask);
       if (d.action !== 'allow' && d.enforced) {
-        const msg = `${ask.resource} "${ask.name}" is forbidden: User "${identity.subject}" cannot impersonate ${ask.resource} through agentgate: ${d.action === 'approve' ? `approval required (the approval service is not available to the Kubernetes proxy yet): ${d.reason}` : d.reason}`;
+        const msg = `${ask.resource} "${ask.name}" is forbidden: User "${identity.subject}" cannot impersonate ${ask.resource} through agentgate: ${d.action === 'approve' ? `approval required, and impersonation is never held for approval (allow or deny it in the policy): ${d.reason}` : d.reason}`;
         return { ok: false, identity, request, decision: d, impersonated, status: status(403, 'Forbidden', msg, ask) };
       }
     }
@@ -101,10 +115,12 @@ export async function admit(req: IncomingMessage, deps: AdmitDeps): Promise<Admi
 
   const decision = policy.decide(identity, request);
   if (decision.action === 'allow' || !decision.enforced) return { ok: true, identity, request, decision, policy, headers, ...(impersonated ? { impersonated } : {}) };
-  const what = targetPhrase(request);
-  const message =
-    decision.action === 'approve'
-      ? `${what} is forbidden: approval required: ${decision.reason}; the request was not sent (ask an approver, then retry)`
-      : `${what} is forbidden: ${decision.reason}`;
-  return { ok: false, identity, request, decision, impersonated, status: status(403, 'Forbidden', message, request) };
+  if (decision.action === 'approve') {
+    return {
+      ok: false, identity, request, decision, status: noApprovalService(decision, request),
+      approvable: { identity, request, decision, policy, headers },
+      ...(impersonated ? { impersonated } : {}),
+    };
+  }
+  return { ok: false, identity, request, decision, impersonated, status: status(403, 'Forbidden', `${targetPhrase(request)} is forbidden: ${decision.reason}`, request) };
 }

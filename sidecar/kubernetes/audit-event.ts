@@ -20,6 +20,8 @@ export interface AuditContext {
   upstreamAuditId?: string;
   session?: string;
   sessionFile?: string;
+  /** The approval an `approve` decision asked for, and its outcome. */
+  approval?: { id: string; approver?: string; state: string };
 }
 
 export function auditUser(identity: Identity | undefined): AuditUser {
@@ -84,6 +86,10 @@ export function buildEvent(
   if (d) ev.decision = { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced };
   if (ctx.identity?.pod) ev.pod = ctx.identity.pod;
   if (ctx.session) ev.session = ctx.session;
+  if (ctx.approval) {
+    ev.approval = ctx.approval;
+    annotations['agentgate.dev/approval'] = `${ctx.approval.id} ${ctx.approval.state}`;
+  }
   if (extra.requestObject !== undefined && ctx.level !== 'Metadata') ev.requestObject = extra.requestObject;
   if (extra.responseObject !== undefined && ctx.level === 'RequestResponse') ev.responseObject = extra.responseObject;
   if (extra.bytesIn !== undefined || extra.bytesOut !== undefined) ev.bytes = { in: extra.bytesIn ?? 0, out: extra.bytesOut ?? 0 };

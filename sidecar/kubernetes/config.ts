@@ -51,6 +51,12 @@ export interface KubernetesConfig {
   auditLevel?: 'Metadata' | 'Request' | 'RequestResponse';
   /** Name recorded as the audit event's `connection` (default `kubernetes`). */
   cluster?: string;
+  /**
+   * Retry-After (seconds) of the 429 a `mode: defer` approval answers while pending (default 5).
+   * client-go retries such answers by itself up to 10 times, so this × 10 is how long an
+   * unmodified client keeps asking before it reports the 429.
+   */
+  approvalRetryAfterSeconds?: number;
 }
 
 const hostPort: Schema = { kind: 'string', pattern: /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, patternHint: 'host:port, e.g. 127.0.0.1:15443' };
@@ -101,6 +107,7 @@ export const kubernetesConfigSchema: Schema = {
     sessionDir: { schema: { kind: 'string', nonEmpty: true } },
     auditLevel: { schema: { kind: 'string', enum: ['Metadata', 'Request', 'RequestResponse'] } },
     cluster: { schema: { kind: 'string', nonEmpty: true } },
+    approvalRetryAfterSeconds: { schema: { kind: 'number', integer: true, min: 1, max: 600 } },
   },
 };
 

@@ -23,6 +23,7 @@ import { codeClass, execSessionsOpen, execSessionsTotal, groupLabel, requestsTot
 import { SessionRecorder } from './session-recorder.js';
 import { relaySpdy, spdyHandshake } from './spdy-relay.js';
 import { status } from './status.js';
+import { JUSTIFICATION_HEADER } from './approval-gate.js';
 import type { StatusObject } from './status.js';
 
 export const SUPPORTED_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
@@ -45,7 +46,7 @@ const wss = new WebSocketServer({
   handleProtocols: (_offered, request) => (request as Tagged)[CHOSEN] ?? false,
 });
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 function writeRaw(socket: Socket, code: number, body: string, auditID: string): void {
   if (socket.destroyed) return;
@@ -83,9 +84,29 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     group = groupLabel(a.request.apiGroup, a.request.nonResource);
   }
   if (a.decision) decisionLabel = a.decision.action;
-  if (!a.ok) return refuse(a.status, 'denied');
-  decisionLabel = 'allow';
-  const r = a.request;
+  const held = !a.ok && a.approvable && deps.approvals ? a.approvable : undefined;
+  if (!a.ok && !held) return refuse(a.status, 'denied');
+  const adm = a.ok ? a : held!;
+  decisionLabel = a.ok ? 'allow' : 'approve';
+  const r = adm.request;
+  // Asked only once the session is known to be one we can relay: nobody approves a refusal.
+  const approved = async (): Promise<boolean> => {
+    if (!held) return true;
+    const abort = new AbortController();
+    const gone = () => abort.abort();
+    socket.once('close', gone);
+    const outcome = await deps.approvals!.hold({ identity: held.identity, request: r, decision: held.decision, method: req.method ?? 'GET', url: req.url ?? '/', signal: abort.signal,
+      ...(typeof req.headers[JUSTIFICATION_HEADER] === 'string' ? { justification: req.headers[JUSTIFICATION_HEADER] } : {}) });
+    socket.off('close', gone);
+    if (outcome.approval) ctx.approval = outcome.approval;
+    if (outcome.forward) return true;
+    if (abort.signal.aborted) {
+      requestsTotal.inc({ verb, group, decision: decisionLabel, code: 'other' });
+      execSessionsTotal.inc({ outcome: 'cancelled' });
+      audit('ResponseComplete', 499, { message: outcome.reason });
+    } else refuse(outcome.status!, 'denied');
+    return false;
+  };
   if (deps.noUpstream) {
     decisionLabel = 'deny';
     return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, r), 'refused');
@@ -103,7 +124,8 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   }
   if (upgrade.startsWith('spdy/')) {
     if (upgrade !== 'spdy/3.1') return refuse(status(400, 'BadRequest', SPDY_REFUSAL, r), 'refused');
-    return spdySession(req, socket, head, deps, ctx, a.headers, a.policy.masking, r, { audit, refuse, labels: () => ({ verb, group, decisionLabel }) });
+    if (!(await approved())) return;
+    return spdySession(req, socket, head, deps, ctx, adm.headers, adm.policy.masking, r, { audit, refuse, labels: () => ({ verb, group, decisionLabel }) });
   }
   if (upgrade !== 'websocket') return refuse(status(400, 'BadRequest', `agentgate: unsupported upgrade '${upgrade}'`, r), 'refused');
 
@@ -116,10 +138,11 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     );
   }
 
+  if (!(await approved())) return;
   const upstream = deps.upstream();
   const target = new URL(req.url ?? '/', upstream.url.origin.replace(/^http/, 'ws'));
   const up = new WebSocket(target, protocols, {
-    headers: a.headers as Record<string, string>,
+    headers: adm.headers as Record<string, string>,
     ca: upstream.caPem || undefined,
     perMessageDeflate: false,
     handshakeTimeout: 10_000,
@@ -146,7 +169,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     return refuse(s, 'upstream-refused');
   }
 
-  const opts = optionsFromSpec(a.policy.masking);
+  const opts = optionsFromSpec(adm.policy.masking);
   const session = ctx.auditID;
   ctx.session = session;
   const command = new URL(req.url ?? '/', 'https://x').searchParams.getAll('command').join(' ');

@@ -18,6 +18,8 @@ import { planBody } from './response-body.js';
 import { sendStatus, status } from './status.js';
 import type { StatusObject } from './status.js';
 import type { Upstream } from './upstream.js';
+import { JUSTIFICATION_HEADER } from './approval-gate.js';
+import type { KubeApprovalGate } from './approval-gate.js';
 
 /** The API server's own limit on a request body is 3 MiB; we hold bodies to audit them. */
 export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
@@ -36,6 +38,8 @@ export interface ForwardDeps extends AdmitDeps {
   auditBroken?: () => string | undefined;
   /** Set when there is no API server credential: every allowed request is refused with this. */
   noUpstream?: string | undefined;
+  /** The approval service; without it `approve` decisions are refused (fail closed). */
+  approvals?: KubeApprovalGate | undefined;
 }
 
 function isStreaming(verb: string, subresource: string, url: string): boolean {
@@ -82,9 +86,9 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
       deps.log.error({ err: (err as Error).message, auditID: ctx.auditID }, 'audit append failed');
     }
   };
-  const refuse = (s: StatusObject) => {
-    sendStatus(res, s);
-    finish(s.code, { message: s.message });
+  const refuse = (s: StatusObject, extra: Parameters<typeof buildEvent>[3] = {}, headers: Record<string, string> = {}) => {
+    sendStatus(res, s, headers);
+    finish(s.code, { ...extra, message: s.message });
   };
 
   const a = await admit(req, deps);
@@ -97,25 +101,27 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     group = groupLabel(a.request.apiGroup, a.request.nonResource);
   }
   if (a.decision) decisionLabel = a.decision.action;
-  if (!a.ok) {
+  const held = !a.ok && a.approvable && deps.approvals ? a.approvable : undefined;
+  if (!a.ok && !held) {
     req.resume();
     return refuse(a.status);
   }
-  decisionLabel = a.decision.enforced ? a.decision.action : 'allow';
+  const adm = a.ok ? a : held!;
+  decisionLabel = adm.decision.enforced ? adm.decision.action : 'allow';
   if (deps.noUpstream) {
     decisionLabel = 'deny';
     req.resume();
-    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, a.request));
+    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, adm.request));
   }
   if (deps.auditBroken?.()) {
     // Nothing is done that could not be recorded (the refusal itself tries to append,
     // which is how a recovered trail lets requests through again).
     decisionLabel = 'deny';
     req.resume();
-    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); requests are refused until it can record them again`, a.request));
+    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); requests are refused until it can record them again`, adm.request));
   }
-  const request = a.request;
-  const opts = optionsFromSpec(a.policy.masking);
+  const request = adm.request;
+  const opts = optionsFromSpec(adm.policy.masking);
 
   let body: Buffer | undefined;
   if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
@@ -125,8 +131,6 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
   }
   const requestObject = body ? auditableBody(body, req.headers['content-type'], opts) : undefined;
 
-  const streaming = isStreaming(request.verb, request.subresource, req.url ?? '');
-  const upstream = deps.upstream();
   const abort = new AbortController();
   let clientGone = false;
   res.on('close', () => {
@@ -136,11 +140,33 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     }
   });
 
+  if (held) {
+    const j = req.headers[JUSTIFICATION_HEADER];
+    const outcome = await deps.approvals!.hold({
+      identity: held.identity,
+      request,
+      decision: held.decision,
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      ...(body ? { body } : {}),
+      ...(typeof j === 'string' ? { justification: j } : {}),
+      signal: abort.signal,
+    });
+    if (outcome.approval) ctx.approval = outcome.approval;
+    if (!outcome.forward) {
+      if (clientGone) return finish(499, { message: outcome.reason, requestObject });
+      return refuse(outcome.status!, { requestObject }, outcome.headers);
+    }
+  }
+
+  const streaming = isStreaming(request.verb, request.subresource, req.url ?? '');
+  const upstream = deps.upstream();
+
   const send = () =>
     upstream.dispatcher.request({
       path: req.url ?? '/',
       method: (req.method ?? 'GET') as 'GET',
-      headers: a.headers,
+      headers: adm.headers,
       body: body && body.length ? body : null,
       signal: abort.signal,
     });
@@ -151,7 +177,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
       // The pod's token may have rotated since we last read it: re-read once and retry.
       if (await upstream.recheck()) {
         up.body.resume();
-        a.headers.authorization = upstream.authorization;
+        adm.headers.authorization = upstream.authorization;
         up = await send();
       }
     }
@@ -169,7 +195,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
 
   const contentType = up.headers['content-type'] as string | undefined;
   const empty = req.method === 'HEAD' || up.statusCode === 204 || up.statusCode === 304 || up.headers['content-length'] === '0';
-  const plan = empty ? undefined : planBody(request, contentType, a.policy.masking.secrets, opts);
+  const plan = empty ? undefined : planBody(request, contentType, adm.policy.masking.secrets, opts);
   if (plan?.kind === 'refuse') {
     up.body.destroy();
     refusedBodies.inc({ why: 'content-type' });

@@ -22,6 +22,8 @@ import type { ForwardDeps } from './forward.js';
 import { handleUpgrade } from './exec.js';
 import { sendStatus, status } from './status.js';
 import { AuditGate } from './audit-gate.js';
+import { KubeApprovalGate } from './approval-gate.js';
+import type { ApprovalClient } from '../../approval/client.js';
 
 export interface KubernetesProxyDeps {
   policy: PolicySource;
@@ -29,6 +31,11 @@ export interface KubernetesProxyDeps {
   log: Logger;
   /** Defaults to the downward-API env (AGENTGATE_POD_NAMESPACE, …). */
   pod?: PodIdentity;
+  /**
+   * The approval service (approval/client.ts). Without it, requests an `approve` rule stops
+   * are refused with 403 saying no approval service is configured (fail closed).
+   */
+  approvals?: ApprovalClient | undefined;
 }
 
 export interface KubernetesProxy {
@@ -91,6 +98,9 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
     log,
     cluster: config.cluster ?? 'kubernetes',
     level: config.auditLevel ?? 'Request',
+    approvals: deps.approvals
+      ? new KubeApprovalGate(deps.approvals, { cluster: config.cluster ?? 'kubernetes', retryAfterSeconds: config.approvalRetryAfterSeconds ?? 5 })
+      : undefined,
   };
   const sessionDir = config.sessionDir ?? path.join(path.dirname(path.resolve(config.identityDir)), 'sessions');
 

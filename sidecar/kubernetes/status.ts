@@ -7,7 +7,7 @@ import type { KubeRequest } from '../../core/policy/types.js';
 
 export type StatusReason =
   | 'Unauthorized' | 'Forbidden' | 'BadRequest' | 'NotFound' | 'ServiceUnavailable' | 'InternalError'
-  | 'MethodNotAllowed' | 'NotAcceptable' | 'UnsupportedMediaType' | 'Timeout';
+  | 'MethodNotAllowed' | 'NotAcceptable' | 'UnsupportedMediaType' | 'Timeout' | 'TooManyRequests';
 
 export interface StatusObject {
   kind: 'Status';
@@ -16,15 +16,17 @@ export interface StatusObject {
   status: 'Failure';
   message: string;
   reason: StatusReason;
-  details?: { name?: string; group?: string; kind?: string };
+  details?: { name?: string; group?: string; kind?: string; retryAfterSeconds?: number };
   code: number;
 }
 
-export function status(code: number, reason: StatusReason, message: string, request?: KubeRequest): StatusObject {
+/** `retryAfterSeconds` goes into `details`, where client-go reads it (beside the Retry-After header). */
+export function status(code: number, reason: StatusReason, message: string, request?: KubeRequest, retryAfterSeconds?: number): StatusObject {
   const s: StatusObject = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
   if (request && !request.nonResource && (request.name || request.resource)) {
     s.details = { ...(request.name ? { name: request.name } : {}), group: request.apiGroup, kind: request.resource };
   }
+  if (retryAfterSeconds !== undefined) s.details = { ...s.details, retryAfterSeconds };
   return s;
 }
 

@@ -25,8 +25,12 @@ export interface ApprovalRecord {
   state: string;
 }
 
+/** A bounded label for metrics. */
+export type HoldResult = 'approved' | 'denied' | 'expired' | 'timeout' | 'cancelled' | 'deferred' | 'unavailable';
+
 export interface ApprovalOutcome {
   forward: boolean;
+  result: HoldResult;
   /** A sentence for the audit event's decision reason. */
   reason: string;
   approval?: ApprovalRecord;
@@ -77,6 +81,7 @@ export class PgApprovalGate {
     if (spec.mode === 'defer') {
       return {
         forward: false,
+        result: 'deferred',
         reason: `approval ${req.id} is pending (mode defer): refused until approved`,
         approval: record(req),
         error: {
@@ -104,6 +109,7 @@ export class PgApprovalGate {
       const st = cancelled?.state ?? 'cancelled';
       return {
         forward: false,
+        result: 'cancelled',
         reason: cause === 'disconnect' ? `the client disconnected while approval ${req.id} was pending` : `the client cancelled the statement while approval ${req.id} was pending`,
         approval: { id: req.id, state: st },
         error: { severity: 'ERROR', code: '57014', message: 'canceling statement due to user request', detail: `agentgate: approval ${req.id} was cancelled` },
@@ -122,6 +128,7 @@ export class PgApprovalGate {
         }
         return {
           forward: false,
+          result: 'timeout',
           reason: `approval ${req.id} was not decided within ${spec.waitSeconds}s`,
           approval: { id: req.id, state: c?.state ?? 'cancelled' },
           error: {
@@ -145,7 +152,7 @@ export class PgApprovalGate {
       if (err instanceof ApprovalRefused) return refused(req, rule, err.message);
       return unavailable(rule, err, req.id);
     }
-    return { forward: true, reason: describe({ ...used, state: 'approved' }), approval: record(used) };
+    return { forward: true, result: 'approved', reason: describe({ ...used, state: 'approved' }), approval: record(used) };
   }
 }
 
@@ -183,6 +190,7 @@ function describe(r: ApprovalRequest): string {
 function refused(r: ApprovalRequest, rule: string, sentence: string): ApprovalOutcome {
   return {
     forward: false,
+    result: r.state === 'denied' ? 'denied' : r.state === 'expired' ? 'expired' : r.state === 'cancelled' ? 'cancelled' : 'unavailable',
     reason: sentence,
     approval: record(r),
     error: { severity: 'ERROR', code: '42501', message: `agentgate: permission denied: ${sentence} (rule "${rule}")` },
@@ -193,6 +201,7 @@ function unavailable(rule: string, err: unknown, id?: string): ApprovalOutcome {
   const why = err instanceof ApprovalUnavailable || err instanceof ApprovalRefused ? err.message : `approval client failed: ${(err as Error).message}`;
   return {
     forward: false,
+    result: 'unavailable',
     reason: `fail closed: ${why}`,
     ...(id ? { approval: { id, state: 'unknown' } } : {}),
     error: {

@@ -40,6 +40,19 @@ export const protocolViolations = counter({
   labelNames: ['connection'] as const,
 });
 
+export const approvalHolds = counter({
+  name: 'agentgate_pg_approval_holds_total',
+  help: 'Statements an approve rule sent to the approval service, by connection and result (approved, denied, expired, timeout, cancelled, deferred, unavailable).',
+  labelNames: ['connection', 'result'] as const,
+});
+
+export const approvalWait = histogram({
+  name: 'agentgate_pg_approval_wait_seconds',
+  help: 'How long statements were held for a human decision, by connection.',
+  labelNames: ['connection'] as const,
+  buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900],
+});
+
 /** Children bound once per listener, so the hot path does no label lookups. */
 export function boundMetrics(connection: string) {
   return {
@@ -52,6 +65,10 @@ export function boundMetrics(connection: string) {
     bytesOut: bytes.labels(connection, 'server_to_client'),
     violations: protocolViolations.labels(connection),
     connectError: (reason: string) => upstreamConnectErrors.labels(connection, reason).inc(),
+    approvalHold: (result: string, seconds: number) => {
+      approvalHolds.labels(connection, result).inc();
+      approvalWait.labels(connection).observe(seconds);
+    },
   };
 }
 export type BoundMetrics = ReturnType<typeof boundMetrics>;

@@ -428,10 +428,59 @@ export function maskNotification(buf: Buffer, start: number, end: number, masker
   return reframe(Buffer.concat([buf.subarray(start, start + 9), Buffer.from(mc + '\0' + mp + '\0', 'utf8')]));
 }
 
-/** CopyData from the server: the row (text, CSV or binary format) masked in place, same length. */
-export function maskCopyData(buf: Buffer, start: number, end: number, masker: TextMasker): undefined {
+/**
+ * CopyData from the server: the row (text, CSV or binary format) masked in place, same
+ * length. COPY does not say a column's type, so in text format (tab-separated, backslash
+ * escapes) a field that starts with `{` or `[` and parses as JSON is masked as JSON too
+ * (card-data keys starred); the row is then rebuilt. CSV and binary rows get PAN masking only.
+ */
+export function maskCopyData(buf: Buffer, start: number, end: number, masker: TextMasker, textFormat = true): Buffer | undefined {
   if (mayHoldPan(buf, start + 5, end)) masker.maskInPlace(buf, start + 5, end);
-  return undefined;
+  return textFormat && hasJsonField(buf, start + 5, end) ? maskCopyJsonFields(buf, start, end, masker) : undefined;
+}
+
+function hasJsonField(buf: Buffer, start: number, end: number): boolean {
+  let p = start;
+  while (p < end) {
+    const c = buf[p];
+    if (c === 0x7b || c === 0x5b) return true;
+    const tab = buf.indexOf(0x09, p);
+    if (tab < 0 || tab >= end) return false;
+    p = tab + 1;
+  }
+  return false;
+}
+
+const COPY_UNESCAPE: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+function maskCopyJsonFields(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
+  let row = buf.toString('utf8', start + 5, end);
+  const nl = row.endsWith('\n') ? '\n' : '';
+  if (nl) row = row.slice(0, -1);
+  const fields = row.split('\t');
+  let changed = false;
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i];
+    if (f[0] !== '{' && f[0] !== '[') continue;
+    const text = f.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPE[c] ?? c);
+    let masked: string;
+    try {
+      masked = masker.maskJson(text);
+    } catch {
+      // Not JSON: perhaps a json[] array literal; anything else is left to the PAN masking above.
+      masked = f[0] === '{' ? maskJsonArrayLiteral(text, masker) : text;
+    }
+    if (masked === text) continue;
+    changed = true;
+    fields[i] = masked.replace(/[\\\n\r\t]/g, (c) => (c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
+  }
+  if (!changed) return undefined;
+  const body = Buffer.from(fields.join('\t') + nl, 'utf8');
+  const msg = Buffer.allocUnsafe(5 + body.length);
+  msg[0] = buf[start];
+  msg.writeInt32BE(4 + body.length, 1);
+  body.copy(msg, 5);
+  return msg;
 }
 
 function reframe(msg: Buffer): Buffer {

@@ -117,6 +117,7 @@ interface Hold {
   queue: { type: number; frame: Buffer }[];
   bytes: number;
   abort: AbortController;
+  since: number;
 }
 
 export class Session {
@@ -131,6 +132,8 @@ export class Session {
   /** Row shape for DataRows in a simple query (set by each RowDescription). */
   private queryPlan: RowPlan = UNKNOWN_ROW;
   private inCopyOut = false;
+  /** The COPY OUT in progress is text or CSV (not binary). */
+  private copyText = true;
   private status = 0x49; // 'I'
   private bytesIn = 0;
   private bytesOut = 0;
@@ -340,7 +343,7 @@ export class Session {
 
   /** Holds a Query or Execute while the approval service decides; returns null (nothing forwarded now). */
   private startHold(k: K.Query | K.Execute, sql: string, verdict: Verdict, buf: Buffer, start: number, end: number, portal: string): null {
-    const hold: Hold = { k, sql, verdict, frame: Buffer.from(buf.subarray(start, end)), portal, queue: [], bytes: 0, abort: new AbortController() };
+    const hold: Hold = { k, sql, verdict, frame: Buffer.from(buf.subarray(start, end)), portal, queue: [], bytes: 0, abort: new AbortController(), since: Date.now() };
     this.hold = hold;
     this.ctx.approvals!
       .hold({
@@ -355,6 +358,7 @@ export class Session {
       })
       .catch((err: Error): ApprovalOutcome => ({
         forward: false,
+        result: 'unavailable',
         reason: `fail closed: ${err.message}`,
         error: { severity: 'ERROR', code: '42501', message: `agentgate: approval required, but the approval check failed: ${err.message}` },
       }))
@@ -383,6 +387,7 @@ export class Session {
   private release(hold: Hold, outcome: ApprovalOutcome): void {
     if (this.hold !== hold) return;
     this.hold = undefined;
+    this.ctx.metrics.approvalHold(outcome.result, (Date.now() - hold.since) / 1000);
     const d = hold.verdict.decision;
     const verdict: Verdict = {
       ...hold.verdict,
@@ -486,7 +491,7 @@ export class Session {
         return maskDataRow(buf, start, end, plan, this.ctx.masker);
       }
       case B.CopyData:
-        return this.inCopyOut ? maskCopyData(buf, start, end, this.ctx.masker) : undefined;
+        return this.inCopyOut ? maskCopyData(buf, start, end, this.ctx.masker, this.copyText) : undefined;
       case B.CommandComplete:
         this.inCopyOut = false;
         if (head?.k === K.Execute) this.finishExpect(undefined);
@@ -545,6 +550,7 @@ export class Session {
       case B.CopyOutResponse:
       case B.CopyBothResponse:
         this.inCopyOut = true;
+        this.copyText = buf[start + 5] === 0;
         return undefined;
       default:
         // ParameterStatus, ParameterDescription, CopyInResponse, CopyDone, FunctionCallResponse, …

@@ -18,6 +18,7 @@ import { startKubernetesProxy } from '../../../sidecar/kubernetes/proxy.js';
 import type { KubernetesProxy } from '../../../sidecar/kubernetes/proxy.js';
 import type { KubernetesConfig } from '../../../sidecar/kubernetes/config.js';
 import { KubeApiDouble } from '../../support/kube-api-double.js';
+import type { ApprovalClient } from '../../../approval/client.js';
 
 export const KUBECTL_NEW = '/usr/lib/google-cloud-sdk/bin/kubectl.1.33';
 export const KUBECTL_OLD = '/usr/lib/google-cloud-sdk/bin/kubectl.1.27';
@@ -75,7 +76,9 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(opts: { policy?: string; config?: Partial<KubernetesConfig>; double?: KubeApiDouble; wrapAudit?: (sink: AuditSink) => AuditSink } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { policy?: string; config?: Partial<KubernetesConfig>; double?: KubeApiDouble; wrapAudit?: (sink: AuditSink) => AuditSink; approvals?: ApprovalClient } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'agentgate-kube-'));
   const double = opts.double ?? (await KubeApiDouble.start());
   const upstreamDir = path.join(dir, 'upstream');
@@ -98,7 +101,7 @@ export async function startHarness(opts: { policy?: string; config?: Partial<Kub
       upstream: { server: double.url, caFile: path.join(upstreamDir, 'ca.crt'), tokenFile: upstreamTokenFile },
       ...opts.config,
     } as KubernetesConfig,
-    { policy: source, audit: opts.wrapAudit ? opts.wrapAudit(audit) : audit, log, pod: POD },
+    { policy: source, audit: opts.wrapAudit ? opts.wrapAudit(audit) : audit, log, pod: POD, approvals: opts.approvals },
   );
   const kubeconfig = path.join(dir, 'kubeconfig');
   await writeFile(

@@ -146,7 +146,7 @@ describe('kubectl exec through the kubernetes proxy (API server: the double)', f
     const r = await h.kubectl(KUBECTL_NEW, ['exec', 'web-0', '--', 'echo', 'hi']);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.equal(
-      "Error from server (Forbidden): pods \"web-0\" is forbidden: approval required: rule 'exec-needs-approval' of policy 'kube-test' requires a human approval for system:serviceaccount:payments:agent to create pods/exec 'web-0' in namespace 'payments'; the request was not sent (ask an approver, then retry)\n",
+      "Error from server (Forbidden): pods \"web-0\" is forbidden: approval required: rule 'exec-needs-approval' of policy 'kube-test' requires a human approval for system:serviceaccount:payments:agent to create pods/exec 'web-0' in namespace 'payments'; no approval service is configured for this sidecar, so the request was not sent (fail closed)\n",
     );
     expect(h.double.execs.map((e) => e.command[1])).not.to.include('hi');
   });

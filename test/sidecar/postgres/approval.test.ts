@@ -26,6 +26,10 @@ spec:
     - name: reads
       postgres: { statements: [select, show, set, transaction] }
       action: allow
+    - name: price-fixes
+      postgres: { statements: [update], tables: [public.items] }
+      action: approve
+      approval: { mode: defer, scope: window, windowMinutes: 5 }
     - name: card-updates
       description: changing a card needs a human
       postgres: { statements: [update] }
@@ -220,6 +224,28 @@ describe('PostgreSQL proxy with the approval service (real cluster, real service
       // `once`: the approval is spent; the next identical statement needs a new one.
       const third = await failure(c.query(sql));
       expect(third.message).to.not.include(id!);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('lets the same identity repeat statements of the approved shape during the window (scope window, libpg-query fingerprint)', async () => {
+    const c = await client();
+    try {
+      const err = await failure(c.query('update items set price = 10 where id = 1'));
+      const id = /approval ([0-9a-f-]{36}) is needed/.exec(err.message)![1]!;
+      await decide(id, 'approve', 'price fixes today');
+      expect((await c.query('update items set price = 10 where id = 1')).rowCount).to.equal(1);
+      // Other literals, same statement shape: covered by the window.
+      expect((await c.query('update items set price = 20 where id = 2')).rowCount).to.equal(1);
+      expect(await stateOf(id)).to.equal('approved');
+      // Another shape needs its own approval.
+      const other = await failure(c.query("update items set name = 'x' where id = 1"));
+      expect(other.code).to.equal('42501');
+      expect(other.message).to.not.include(id);
+      const metrics = await (await fetch(`http://127.0.0.1:${h.metricsPort}/metrics`)).text();
+      expect(metrics).to.match(/agentgate_pg_approval_holds_total\{connection="payments",result="approved"\} [1-9]/);
+      expect(metrics).to.match(/agentgate_pg_approval_holds_total\{connection="payments",result="deferred"\} [1-9]/);
     } finally {
       await c.end();
     }

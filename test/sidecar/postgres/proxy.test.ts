@@ -407,6 +407,15 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       expect(r.stdout).to.equal('1\t**** **** **** 1111\n2\tno card here\n');
     });
 
+    it('stars card-data keys in json and jsonb fields of COPY … TO STDOUT text output, and rebuilds those rows', async () => {
+      const r = await psql(h.proxyEnv(), ['-c', "copy (select id, doc, docb, array['{\"pin\":\"12\"}'::jsonb] from cards order by id) to stdout"]);
+      expect(r.stderr).to.equal('');
+      expect(r.stdout).to.equal(
+        '1\t{"pan":"************4444","cvv":"***"}\t{"card": {"number": "************1881"}}\t{"{\\\\"pin\\\\": \\\\"**\\\\"}"}\n' +
+          '2\t{"note":"nothing"}\t{"n": 1}\t{"{\\\\"pin\\\\": \\\\"**\\\\"}"}\n',
+      );
+    });
+
     it('masks every row of a large COPY and a large SELECT, whatever the chunk boundaries', async () => {
       const r = await psql(h.proxyEnv(), ['-c', "copy (select g, '4111 1111 1111 1111', repeat('x', g % 97) from generate_series(1, 50000) g) to stdout"]);
       const lines = r.stdout.split('\n').filter((l) => l);
