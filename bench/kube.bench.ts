@@ -110,9 +110,10 @@ spec:
   process.on('message', (m: string) => {
     if (m === 'stats') process.send!({ cpu: process.cpuUsage(), rss: process.memoryUsage().rss });
   });
-  process.on('disconnect', () => {
-    void proxy.close().then(() => audit.close()).then(() => rm(dir, { recursive: true, force: true })).finally(() => process.exit(0));
-  });
+  // An orderly exit on SIGTERM too, so that --cpu-prof gets to write its profile.
+  const stop = () => void proxy.close().then(() => audit.close()).then(() => rm(dir, { recursive: true, force: true })).finally(() => process.exit(0));
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
   process.send!({ url: `https://${proxy.address}`, token, caPem: proxy.caPem, pid: process.pid } satisfies Ready);
 }
 
@@ -129,7 +130,10 @@ if (process.env[ROLE_ENV]) {
 // ---------------------------------------------------------------- parent
 
 function startChild(role: string, upstream?: Ready): Promise<{ child: ChildProcess; ready: Ready }> {
+  // KUBE_BENCH_CPU_PROF=DIR: the sidecar child writes a V8 CPU profile into DIR when it exits.
+  const prof = role === 'sidecar' && process.env.KUBE_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.KUBE_BENCH_CPU_PROF] : [];
   const child = fork(fileURLToPath(import.meta.url), [], {
+    execArgv: [...process.execArgv, ...prof],
     env: { ...process.env, [ROLE_ENV]: role, ...(upstream ? { KUBE_BENCH_UPSTREAM: JSON.stringify(upstream) } : {}), AGENTGATE_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

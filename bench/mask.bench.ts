@@ -43,7 +43,7 @@ function pan(): string {
  * Text without PANs, shaped like what a sidecar masks: access-log lines (timestamps,
  * status codes, sizes, durations, ids) mixed with prose-like messages.
  */
-function cleanText(): Buffer {
+export function cleanText(): Buffer {
   const parts: string[] = [];
   let n = 0;
   const levels = ['INFO', 'WARN', 'DEBUG'];
@@ -66,7 +66,7 @@ function cleanText(): Buffer {
 }
 
 /** Text with a PAN about every 60 bytes. */
-function denseText(): Buffer {
+export function denseText(): Buffer {
   const parts: string[] = [];
   let n = 0;
   while (n < SIZE) {
@@ -78,7 +78,7 @@ function denseText(): Buffer {
 }
 
 /** NDJSON of Kubernetes-like objects, some strings and numbers holding PANs, some card fields. */
-function jsonLines(): Buffer {
+export function jsonLines(): Buffer {
   const lines: string[] = [];
   let n = 0;
   let i = 0;

@@ -107,7 +107,7 @@ function agentTokenCheck(c: PostgresConnectionConfig, config: SidecarConfig, kub
  * The approval service client. A private CA is trusted for the service's origin only: fetch
  * goes through a global dispatcher that gives that origin its own connection pool.
  */
-function approvalGate(a: ApprovalServiceConfig): PgApprovalGate {
+function approvalClient(a: ApprovalServiceConfig): ApprovalClient {
   if (a.caFile) {
     const ca = [...tls.rootCertificates, fs.readFileSync(a.caFile, 'utf8')];
     const origin = new URL(a.url).origin;
@@ -117,7 +117,7 @@ function approvalGate(a: ApprovalServiceConfig): PgApprovalGate {
       }),
     );
   }
-  return new PgApprovalGate(new ApprovalClient({ url: a.url, tokenFile: a.tokenFile, timeoutMs: a.timeoutSeconds * 1000, pollMs: a.pollSeconds * 1000 }));
+  return new ApprovalClient({ url: a.url, tokenFile: a.tokenFile, timeoutMs: a.timeoutSeconds * 1000, pollMs: a.pollSeconds * 1000 });
 }
 
 export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
@@ -139,7 +139,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
   const masker = policyMasker(policy);
 
   const oidc = oidcVerifier(config);
-  const approvals = config.approval ? approvalGate(config.approval) : undefined;
+  // One client for both proxies: the PostgreSQL gate and the Kubernetes proxy's own gate.
+  const approvalService = config.approval ? approvalClient(config.approval) : undefined;
+  const approvals = approvalService ? new PgApprovalGate(approvalService) : undefined;
   const tokenWatchers: RotatingTokenFile[] = [];
   const listeners: PgListener[] = [];
   const servers: http.Server[] = [];
@@ -155,7 +157,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
   try {
     // The Kubernetes proxy first: it writes the agent token that `token` mode checks.
     if (config.kubernetes) {
-      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv() });
+      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv(), approvals: approvalService });
     }
     for (const c of config.postgres) {
       const secret = c.upstream.passwordFile ? new SecretFile(c.upstream.passwordFile) : undefined;

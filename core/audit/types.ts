@@ -80,6 +80,11 @@ export interface AuditRecord extends AuditEventInput {
 
 /** What every producer writes to. Append is synchronous and cheap (hot path); durability is batched. */
 export interface AuditSink {
+  /**
+   * Masks, chains and queues the event; returns the record as written (the
+   * writer parses it from the line only when a field other than seq, prevHash
+   * or hash is read). The event itself is left as it was.
+   */
   append(event: AuditEventInput): AuditRecord;
   /** Resolves when everything appended so far is on disk (fsync). */
   flush(): Promise<void>;

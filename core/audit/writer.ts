@@ -277,7 +277,8 @@ export class AuditWriter implements AuditSink {
     }
     // The walk built `open` as a rope of ~100 concatenations; V8 flattens a rope in
     // place on charCodeAt, so hashing and the destination's join each copy one flat
-    // string instead of walking the rope twice (measured: ~1/3 of an append's CPU).
+    // string instead of walking the rope twice (measured alone: a third less CPU for
+    // serialize + hash + join).
     open.charCodeAt(0);
     const hash = linkHash(prevHash, `${open}}`);
     const line = `${open},"hash":"${hash}"}\n`;

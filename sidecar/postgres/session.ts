@@ -89,6 +89,8 @@ interface Portal {
   stmt?: Stmt;
   formats: number[];
   plan?: RowPlan;
+  /** The bound parameter values, spelled out, for a statement that needs approval. */
+  params?: string;
 }
 
 interface Expect {
@@ -110,7 +112,10 @@ interface Denial {
  */
 interface Hold {
   k: K.Query | K.Execute;
+  /** What the approver sees: the statement, and for an Execute the bound values. */
   sql: string;
+  /** The statement text as audited. */
+  stmtSql: string;
   verdict: Verdict;
   frame: Buffer;
   portal: string;
@@ -254,7 +259,10 @@ export class Session {
         const [portal, p1] = readCString(buf, body, end);
         const [stmtName, p2] = readCString(buf, p1, end);
         const formats = readBindResultFormats(buf, p2, end);
-        this.portals.set(portal, { stmt: this.statements.get(stmtName), formats });
+        const stmt = this.statements.get(stmtName);
+        // An approver must see (and a `once` approval bind) the values a statement runs with.
+        const params = stmt && stmt.verdict.decision.action === 'approve' ? describeBindParams(buf, p2) : undefined;
+        this.portals.set(portal, { stmt, formats, params });
         this.expect.push({ k: K.Bind, name: portal });
         return undefined;
       }
@@ -277,7 +285,7 @@ export class Session {
         }
         // Decided again at each Execute: a policy reloaded since Parse applies now.
         const verdict = this.ctx.auditHealthy() ? decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy) : AUDIT_DOWN;
-        if (this.needsApproval(verdict)) return this.startHold(K.Execute, stmt.sql, verdict, buf, start, end, portalName);
+        if (this.needsApproval(verdict)) return this.startHold(K.Execute, stmt.sql + (portal!.params ?? ''), verdict, buf, start, end, portalName, stmt.sql);
         return this.admitExecute(portalName, stmt.sql, verdict);
       }
       case F.Sync:
@@ -342,8 +350,8 @@ export class Session {
   }
 
   /** Holds a Query or Execute while the approval service decides; returns null (nothing forwarded now). */
-  private startHold(k: K.Query | K.Execute, sql: string, verdict: Verdict, buf: Buffer, start: number, end: number, portal: string): null {
-    const hold: Hold = { k, sql, verdict, frame: Buffer.from(buf.subarray(start, end)), portal, queue: [], bytes: 0, abort: new AbortController(), since: Date.now() };
+  private startHold(k: K.Query | K.Execute, sql: string, verdict: Verdict, buf: Buffer, start: number, end: number, portal: string, stmtSql = sql): null {
+    const hold: Hold = { k, sql, stmtSql, verdict, frame: Buffer.from(buf.subarray(start, end)), portal, queue: [], bytes: 0, abort: new AbortController(), since: Date.now() };
     this.hold = hold;
     this.ctx.approvals!
       .hold({
@@ -397,7 +405,7 @@ export class Session {
     };
     if (this.closed) {
       // The client left while it waited: the statement never ran; record that.
-      const unit = this.newUnit(hold.sql, { ...verdict, forward: false });
+      const unit = this.newUnit(hold.stmtSql, { ...verdict, forward: false });
       unit.approval = outcome.approval;
       this.countStatement(verdict);
       this.finishUnit(unit, '57014');
@@ -406,7 +414,8 @@ export class Session {
     }
     const out: Buffer[] = [];
     try {
-      const first = hold.k === K.Query ? this.admitQuery(hold.sql, verdict, outcome.approval) : this.admitExecute(hold.portal, hold.sql, verdict, outcome.approval);
+      const first =
+        hold.k === K.Query ? this.admitQuery(hold.sql, verdict, outcome.approval) : this.admitExecute(hold.portal, hold.stmtSql, verdict, outcome.approval);
       out.push(first ?? hold.frame);
       for (let i = 0; i < hold.queue.length; i++) {
         if (this.closed) return;
@@ -837,6 +846,34 @@ function readBindResultFormats(buf: Buffer, p: number, end: number): number[] {
   return formats;
 }
 const EMPTY_FORMATS: number[] = [];
+
+/**
+ * The parameter values of a Bind (from its parameter-format codes, already validated by
+ * readBindResultFormats) as an SQL comment line: `\n-- with $1 = 'x', $2 = NULL`. Text
+ * values are quoted as SQL literals; binary ones shown as hex.
+ */
+function describeBindParams(buf: Buffer, p: number): string {
+  const nf = buf.readInt16BE(p);
+  const fmts: number[] = [];
+  for (let i = 0; i < nf; i++) fmts.push(buf.readInt16BE(p + 2 + 2 * i));
+  p += 2 + 2 * nf;
+  const n = buf.readInt16BE(p);
+  p += 2;
+  if (n === 0) return '';
+  const parts: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    const binary = (nf === 1 ? fmts[0] : fmts[i] ?? 0) === 1;
+    if (len < 0) parts.push(`$${i + 1} = NULL`);
+    else {
+      const v = binary ? `'\\x${buf.toString('hex', p, p + len)}'` : `'${buf.toString('utf8', p, p + len).replace(/'/g, "''")}'`;
+      parts.push(`$${i + 1} = ${v}`);
+      p += len;
+    }
+  }
+  return `\n-- with ${parts.join(', ')}`;
+}
 
 function errorCode(buf: Buffer, start: number, end: number): string | undefined {
   let p = start + 5;

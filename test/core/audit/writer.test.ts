@@ -82,6 +82,25 @@ describe('audit writer', () => {
     expect(recordHash(onDisk)).to.equal(onDisk.hash);
   });
 
+  it('counts exactly the bytes it writes, ASCII and non-ASCII lines alike', async () => {
+    const before = await metricValue('agentgate_audit_bytes_total');
+    const w = await openAuditWriter({ file });
+    w.append(event(1));
+    w.append(event(2, { statement: "select * from customers where name = 'Zoë Ørsted 🙂'" }));
+    w.append(event(3, { requestObject: { note: 'card 4111 1111 1111 1111, naïve' } }));
+    await w.close();
+    expect((await metricValue('agentgate_audit_bytes_total')) - before).to.equal(statSync(file).size);
+  });
+
+  it('leaves the appended event as the caller built it', async () => {
+    const w = await openAuditWriter({ file });
+    const ev = event(1, { statement: "where pan = '4111111111111111'", requestObject: { cvv: '123' } });
+    const copy = structuredClone(ev);
+    w.append(ev);
+    await w.close();
+    expect(ev).to.deep.equal(copy);
+  });
+
   it('flush() resolves once everything appended is on disk', async () => {
     const w = await openAuditWriter({ file, fsyncIntervalMs: 60_000, fsyncEvery: 1_000_000 });
     for (let i = 1; i <= 500; i++) w.append(event(i));

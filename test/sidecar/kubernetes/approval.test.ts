@@ -42,6 +42,10 @@ spec:
       kubernetes: { verbs: [delete], resources: [secrets] }
       action: approve
       approval: { mode: defer }
+    - name: exec-needs-approval
+      kubernetes: { verbs: [create], resources: [pods/exec], names: [web-0] }
+      action: approve
+      approval: { mode: wait, waitSeconds: 20 }
 `;
 
 const seedConfigMap = (h: Harness, name: string) => h.double.put('configmaps', { metadata: { name, namespace: 'payments' }, data: { a: 'b' } });
@@ -164,6 +168,22 @@ describe('kubernetes proxy: approval holds with the real approval service (API s
     );
     expect(h.double.get('secrets', 'payments', 'deferred-denied')).to.not.equal(undefined);
   });
+
+  for (const [label, kubectl] of [['1.33 (WebSocket)', KUBECTL_NEW], ['1.27 (SPDY/3.1)', KUBECTL_OLD]] as const) {
+    it(`holds kubectl ${label} exec until approved, then relays the session`, async () => {
+      h.double.put('pods', { metadata: { name: 'web-0', namespace: 'payments' } });
+      const word = `approved-${label.slice(0, 4)}`;
+      const r = h.kubectl(kubectl, ['exec', 'web-0', '--', 'echo', word]);
+      const pending = await pendingFor(`echo&command=${word}`);
+      expect(pending.operation.split('\n')[1]).to.equal('create pods "web-0" (pods/exec) in namespace "payments"');
+      expect(h.double.execs.map((e) => e.command[1])).not.to.include(word);
+      await svc.call(alice, 'POST', `/v1/approvals/${pending.id}/approve`, { reason: 'ok' });
+      const out = await r;
+      expect(out.code, out.stderr).to.equal(0);
+      expect(out.stdout).to.equal(`${word}\n`);
+      expect(h.double.execs.at(-1)).to.deep.include({ command: ['echo', word] });
+    });
+  }
 
   describe('with @kubernetes/client-node', () => {
     let kc: k8s.KubeConfig;

@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { execFile, spawn } from 'node:child_process';
 import pg from 'pg';
@@ -16,6 +17,7 @@ import type { Harness } from './harness.js';
 import { startHarness as startApproval, startIdp, POD_A } from '../../approval/harness.js';
 import type { Harness as ApprovalHarness, Idp } from '../../approval/harness.js';
 import { freePort } from '../../support/ports.js';
+import { makeServerCertificate } from '../../support/postgres.js';
 
 const POLICY = `apiVersion: agentgate.dev/v1
 kind: Policy
@@ -146,6 +148,9 @@ describe('PostgreSQL proxy with the approval service (real cluster, real service
     try {
       const running = c.query('update cards set holder = $1 where id = $2', ['Bob B.', 2]);
       const held = await c.held;
+      // The approver sees the values the statement runs with; a `once` approval is bound to them.
+      const req = await ap.call(await ap.approverToken('alice@example.com'), 'GET', `/v1/approvals/${held.id}`);
+      expect(req.body.operation).to.equal("update cards set holder = $1 where id = $2\n-- with $1 = 'Bob B.', $2 = '2'");
       await decide(held.id, 'approve', 'ok');
       expect((await running).rowCount).to.equal(1);
       expect((await c.query('select holder from cards where id = 2')).rows).to.deep.equal([{ holder: 'Bob B.' }]);
@@ -330,6 +335,31 @@ describe('PostgreSQL proxy with the approval service (real cluster, real service
         expect(err.code).to.equal('42501');
         expect(err.message).to.equal(
           `agentgate: approval required by rule "card-updates", but no decision could be obtained: the approval service at ${url} answered HTTP 200 with something that is not JSON; the operation is denied`,
+        );
+      } finally {
+        await c.end();
+        page.closeAllConnections();
+        await new Promise<void>((r) => page.close(() => r()));
+        await h.stopProxy();
+        await h.startProxy({ extraTop: `approval: { url: http://127.0.0.1:${await freePort()}, tokenFile: ${tokenFile}, timeoutSeconds: 1 }` });
+      }
+    });
+
+    it('trusts approval.caFile for the approval service\'s https origin (TLS completes; the nonsense answer is still refused)', async () => {
+      const pki = fs.mkdtempSync(path.join(h.dir, 'pki-'));
+      const cert = await makeServerCertificate(pki);
+      const page = https.createServer({ cert: fs.readFileSync(cert.certFile), key: fs.readFileSync(cert.keyFile) }, (_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"hello":"world"}'),
+      );
+      await new Promise<void>((r) => page.listen(0, '127.0.0.1', () => r()));
+      const url = `https://localhost:${(page.address() as net.AddressInfo).port}`;
+      await h.stopProxy();
+      await h.startProxy({ extraTop: `approval: { url: ${url}, tokenFile: ${tokenFile}, caFile: ${cert.caFile}, timeoutSeconds: 2 }` });
+      const c = await client();
+      try {
+        const err = await failure(c.query("update cards set holder = 'Z' where id = 1"));
+        expect(err.message).to.equal(
+          `agentgate: approval required by rule "card-updates", but no decision could be obtained: the approval service at ${url} answered with a body that is not an approval request; the operation is denied`,
         );
       } finally {
         await c.end();
