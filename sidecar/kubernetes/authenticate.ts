@@ -30,6 +30,7 @@ interface Issuer {
 
 export class Authenticator {
   private readonly issuers = new Map<string, Issuer>();
+  private local: Identity | undefined;
 
   constructor(
     private readonly tokens: LocalTokens,
@@ -51,12 +52,14 @@ export class Authenticator {
     const token = m[1]!;
     if (this.tokens.accepts(token)) {
       if (!this.pod) throw new AuthenticationError('the sidecar has no pod identity (AGENTGATE_POD_NAMESPACE/AGENTGATE_SERVICE_ACCOUNT unset)');
-      return {
+      // One frozen object for every request on the local token: it never changes for a pod.
+      this.local ??= Object.freeze({
         subject: serviceAccountSubject(this.pod.namespace, this.pod.serviceAccount),
-        groups: serviceAccountGroups(this.pod.namespace),
-        via: 'local-token',
+        groups: Object.freeze(serviceAccountGroups(this.pod.namespace)) as string[],
+        via: 'local-token' as const,
         pod: this.pod,
-      };
+      });
+      return this.local;
     }
     if (token.split('.').length === 3 && this.issuers.size > 0) return this.verifyJwt(token);
     throw new AuthenticationError('invalid bearer token: it is neither the current agentgate token nor a JWT from a configured issuer');
