@@ -28,6 +28,10 @@ const GET_PATH = '/api/v1/namespaces/bench/pods/web-0';
 const LIST_PATH = '/api/v1/namespaces/bench/configmaps';
 const THROUGHPUT_SECONDS = Number(process.env.KUBE_BENCH_SECONDS ?? 5);
 const LATENCY_SECONDS = Math.max(2, Math.round(THROUGHPUT_SECONDS * 0.6));
+/** Interleaved rounds per target (KUBE_BENCH_ROUNDS, default 3); THROUGHPUT_SECONDS and LATENCY_SECONDS are split over them. */
+const ROUNDS = Math.max(1, Number(process.env.KUBE_BENCH_ROUNDS ?? 3));
+const ROUND_SECONDS = Math.max(1, THROUGHPUT_SECONDS / ROUNDS);
+const LATENCY_ROUND_SECONDS = Math.max(0.5, LATENCY_SECONDS / ROUNDS);
 
 interface Ready {
   url: string;
@@ -77,6 +81,10 @@ async function childUndici(upstream: Ready): Promise<void> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
+  process.on('message', (m: string) => {
+    if (m === 'stats') process.send!({ cpu: process.cpuUsage(), rss: process.memoryUsage().rss });
+  });
+  process.on('SIGTERM', () => process.exit(0)); // lets --cpu-prof write its profile
   process.send!({ url: `https://127.0.0.1:${port}`, token: upstream.token, caPem: id.caPem, pid: process.pid } satisfies Ready);
 }
 
@@ -130,8 +138,8 @@ if (process.env[ROLE_ENV]) {
 // ---------------------------------------------------------------- parent
 
 function startChild(role: string, upstream?: Ready): Promise<{ child: ChildProcess; ready: Ready }> {
-  // KUBE_BENCH_CPU_PROF=DIR: the sidecar child writes a V8 CPU profile into DIR when it exits.
-  const prof = role === 'sidecar' && process.env.KUBE_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.KUBE_BENCH_CPU_PROF] : [];
+  // KUBE_BENCH_CPU_PROF=DIR: the sidecar and undici children write V8 CPU profiles into DIR when they exit.
+  const prof = (role === 'sidecar' || role === 'undici') && process.env.KUBE_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.KUBE_BENCH_CPU_PROF] : [];
   const child = fork(fileURLToPath(import.meta.url), [], {
     execArgv: [...process.execArgv, ...prof],
     env: { ...process.env, [ROLE_ENV]: role, ...(upstream ? { KUBE_BENCH_UPSTREAM: JSON.stringify(upstream) } : {}), AGENTGATE_LOG_LEVEL: 'silent' },
@@ -183,8 +191,8 @@ async function load(url: string, token: string | undefined, connections: number,
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, bytesPerSec: r.throughput.average, errors: r.errors, non2xx: r.non2xx };
 }
 
-/** Sequential requests on one keep-alive connection, timed with hrtime (autocannon rounds to 1 ms). */
-async function latency(url: string, token: string | undefined, seconds: number): Promise<{ p50: number; p99: number }> {
+/** Sequential requests on one keep-alive connection, timed with hrtime (autocannon rounds to 1 ms); ms each. */
+async function latency(url: string, token: string | undefined, seconds: number): Promise<number[]> {
   const { Pool } = await import('undici');
   const u = new URL(url);
   const pool = new Pool(u.origin, { connections: 1, connect: { rejectUnauthorized: false } });
@@ -200,8 +208,7 @@ async function latency(url: string, token: string | undefined, seconds: number):
   } finally {
     await pool.close();
   }
-  times.sort((a, b) => a - b);
-  return { p50: times[Math.floor(times.length * 0.5)]!, p99: times[Math.floor(times.length * 0.99)]! };
+  return times;
 }
 
 async function sidecarStats(child: ChildProcess): Promise<{ cpu: NodeJS.CpuUsage; rss: number }> {
@@ -233,26 +240,46 @@ async function runPair(name: 'kube-get' | 'kube-list-mask', urlPath: string): Pr
     // undici passes the client's Authorization through: give it the upstream token.
     targets[1]![2] = double.ready.token;
 
+    // The targets are measured in interleaved rounds and each figure is the median of its
+    // rounds: on a shared machine the load of the moment otherwise favours whichever target
+    // happened to run in a quiet second (one pass each in a row gave ratios off by 2× either way).
     const through: Record<string, Load> = {};
-    const lat: Record<string, { p50: number; p99: number }> = {};
-    let cpuPerReq = 0;
-    for (const [label, base, token] of targets) {
-      await load(base + urlPath, token, 2, 1); // warm-up: connections, JIT
-      const before = label === 'sidecar' ? await sidecarStats(sidecar.child) : undefined;
-      through[label] = await load(base + urlPath, token, 10, THROUGHPUT_SECONDS);
-      if (before) {
-        const after = await sidecarStats(sidecar.child);
-        const cpuUs = after.cpu.user - before.cpu.user + (after.cpu.system - before.cpu.system);
-        cpuPerReq = cpuUs / Math.max(1, through[label]!.rps * THROUGHPUT_SECONDS);
+    const rounds: Record<string, Load[]> = {};
+    const samples: Record<string, number[]> = {};
+    // CPU per request of the two Node proxies, measured the same way: the floor and ours.
+    const cpuUs: Record<string, number> = { sidecar: 0, undici: 0 };
+    const served: Record<string, number> = { sidecar: 0, undici: 0 };
+    const statsOf: Record<string, ChildProcess> = { sidecar: sidecar.child, undici: undici.child };
+    for (const [, base, token] of targets) await load(base + urlPath, token, 2, 1); // warm-up: connections, JIT
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [label, base, token] of targets) {
+        const child = statsOf[label];
+        const before = child ? await sidecarStats(child) : undefined;
+        const l = await load(base + urlPath, token, 10, ROUND_SECONDS);
+        if (l.non2xx || l.errors) throw new Error(`${name} ${label}: ${l.non2xx} non-2xx, ${l.errors} errors`);
+        (rounds[label] ??= []).push(l);
+        if (before && child) {
+          const after = await sidecarStats(child);
+          cpuUs[label]! += after.cpu.user - before.cpu.user + (after.cpu.system - before.cpu.system);
+          served[label]! += l.rps * ROUND_SECONDS;
+        }
+        (samples[label] ??= []).push(...(await latency(base + urlPath, token, LATENCY_ROUND_SECONDS)));
       }
-      lat[label] = await latency(base + urlPath, token, LATENCY_SECONDS);
-      if (through[label]!.non2xx || through[label]!.errors) throw new Error(`${name} ${label}: ${through[label]!.non2xx} non-2xx, ${through[label]!.errors} errors`);
+    }
+    const cpuPerReq = cpuUs.sidecar! / Math.max(1, served.sidecar!);
+    const undiciCpuPerReq = cpuUs.undici! / Math.max(1, served.undici!);
+    const lat: Record<string, { p50: number; p99: number }> = {};
+    for (const [label] of targets) {
+      const byRps = [...rounds[label]!].sort((x, y) => x.rps - y.rps);
+      through[label] = byRps[Math.floor(byRps.length / 2)]!;
+      const t = samples[label]!.sort((x, y) => x - y);
+      lat[label] = { p50: t[Math.floor(t.length * 0.5)]!, p99: t[Math.floor(t.length * 0.99)]! };
     }
     const rss = (await sidecarStats(sidecar.child)).rss;
     const d = through.direct!.rps;
     const out: BenchResult[] = [];
     for (const [label] of targets) {
-      out.push({ bench: `${name}-${label}`, value: through[label]!.rps, unit: 'req/s', direct: d, ratio: through[label]!.rps / d, note: `10 connections, ${THROUGHPUT_SECONDS}s` });
+      out.push({ bench: `${name}-${label}`, value: through[label]!.rps, unit: 'req/s', direct: d, ratio: through[label]!.rps / d, note: `10 connections, median of ${ROUNDS} interleaved rounds of ${ROUND_SECONDS.toFixed(1)}s` });
     }
     const s = through.sidecar!.rps;
     out.push({ bench: `${name}-sidecar-vs-undici`, value: s / through.undici!.rps, unit: 'ratio', note: 'target ≥ 0.9' });
@@ -262,6 +289,7 @@ async function runPair(name: 'kube-get' | 'kube-list-mask', urlPath: string): Pr
     out.push({ bench: `${name}-undici-added-p50`, value: lat.undici!.p50 - lat.direct!.p50, unit: 'ms', direct: lat.direct!.p50 });
     out.push({ bench: `${name}-kubectl-proxy-added-p50`, value: lat['kubectl-proxy']!.p50 - lat.direct!.p50, unit: 'ms', direct: lat.direct!.p50 });
     out.push({ bench: `${name}-sidecar-cpu`, value: cpuPerReq, unit: 'µs CPU/req', note: 'sidecar process user+system at 10 connections' });
+    out.push({ bench: `${name}-undici-cpu`, value: undiciCpuPerReq, unit: 'µs CPU/req', note: `bare undici proxy, same measure; sidecar/undici = ${(cpuPerReq / undiciCpuPerReq).toFixed(2)}` });
     out.push({ bench: `${name}-sidecar-rss`, value: rss / 1024 / 1024, unit: 'MiB', note: 'sidecar RSS after the run' });
     if (name === 'kube-list-mask') {
       out.push({ bench: `${name}-sidecar-MBps`, value: through.sidecar!.bytesPerSec / 1e6, unit: 'MB/s', direct: through.direct!.bytesPerSec / 1e6, ratio: through.sidecar!.bytesPerSec / through.direct!.bytesPerSec, note: 'LIST bytes delivered masked, end to end' });

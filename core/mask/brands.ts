@@ -68,6 +68,33 @@ export function brandOfPrefix(prefix6: number, length: number): CardBrand | unde
   return undefined;
 }
 
+// The hot question is only "is this any brand's IIN at this length": a table over
+// 4-digit prefixes answers it with one load, bit (length - 12) per prefix. Ranges
+// written with more than four digits mark their 4-digit prefixes for the full check.
+const LENGTHS_BY_PREFIX4 = new Uint8Array(10000);
+const EXACT_BY_PREFIX4 = new Uint8Array(10000);
+for (const r of RANGES) {
+  let bits = 0;
+  for (let len = MIN_PAN_DIGITS; len <= MAX_PAN_DIGITS; len++) {
+    if (len >= r.minLen && len <= r.maxLen && (!r.lengths || r.lengths.includes(len))) bits |= 1 << (len - MIN_PAN_DIGITS);
+  }
+  if (r.digits <= 4) {
+    const scale = 10 ** (4 - r.digits);
+    for (let p = r.from * scale; p < (r.to + 1) * scale; p++) LENGTHS_BY_PREFIX4[p] |= bits;
+  } else {
+    const scale = 10 ** (r.digits - 4);
+    for (let p = Math.floor(r.from / scale); p <= Math.floor(r.to / scale); p++) EXACT_BY_PREFIX4[p] = 1;
+  }
+}
+
+/** Whether some brand's published IIN range and length match: brandOfPrefix(...) !== undefined, faster. */
+export function isBranded(prefix6: number, length: number): boolean {
+  if (length < MIN_PAN_DIGITS || length > MAX_PAN_DIGITS) return false;
+  const p4 = (prefix6 / 100) | 0;
+  if (((LENGTHS_BY_PREFIX4[p4] >> (length - MIN_PAN_DIGITS)) & 1) !== 0) return true;
+  return EXACT_BY_PREFIX4[p4] !== 0 && brandOfPrefix(prefix6, length) !== undefined;
+}
+
 /** Luhn (mod 10) over a string of ASCII digits. */
 export function luhnValid(digits: string): boolean {
   let sum = 0;

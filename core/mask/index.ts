@@ -36,6 +36,8 @@
 //     A run of digit groups longer than 4 KiB is decided window by window (each byte
 //     with at least 100 bytes of context on both sides, more than any PAN spans).
 //   createMaskStream({ format: 'text' | 'json', ...opts }) → node:stream Transform.
+//   Creating a masker costs well under a microsecond (shared option tables, lazy
+//   buffers); masker.reset() makes one as new for the next stream (and clears a JSON error).
 // JSON mode: PANs masked inside strings and keys (escaped digits like \u0034 are
 // decoded, so they are caught, and written out plainly); a number that is a PAN
 // becomes a string with the masked value; values of card-data keys (cvv, cvv2, cvc,

@@ -111,13 +111,36 @@ for (let c = 0; c < 16; c++) {
   HEX['0123456789ABCDEF'.charCodeAt(c)] = c;
 }
 
-/** Card field names as bytes, by length, per resolved option set (shared, read-only). */
-const cardTables = new WeakMap<ResolvedOptions, Uint8Array[][]>();
-function cardTable(r: ResolvedOptions): Uint8Array[][] {
+/**
+ * Whether src[s, e) has 12 digits with nothing but spaces and hyphens between
+ * them: without that no PAN can be in it. Cheaper than the scanner for strings
+ * with many scattered digits (timestamps, UIDs).
+ */
+function mayHoldPan(src: Uint8Array, s: number, e: number): boolean {
+  let d = 0;
+  for (let p = s; p < e; p++) {
+    const c = src[p];
+    if (c >= 0x30 && c <= 0x39) {
+      if (++d >= 12) return true;
+    } else if (c !== 0x20 && c !== 0x2d) d = 0;
+  }
+  return false;
+}
+
+/** Card field names as bytes by length, and the bytes they start with, per resolved option set (shared, read-only). */
+interface CardTable {
+  byLength: Uint8Array[][];
+  first: Uint8Array;
+}
+const cardTables = new WeakMap<ResolvedOptions, CardTable>();
+function cardTable(r: ResolvedOptions): CardTable {
   let t = cardTables.get(r);
   if (t === undefined) {
-    t = [];
-    for (const f of r.cardFields) (t[f.length] ??= []).push(Buffer.from(f, 'latin1'));
+    t = { byLength: [], first: new Uint8Array(256) };
+    for (const f of r.cardFields) {
+      (t.byLength[f.length] ??= []).push(Buffer.from(f, 'latin1'));
+      t.first[f.charCodeAt(0) & 0xff] = 1;
+    }
     cardTables.set(r, t);
   }
   return t;
@@ -141,6 +164,8 @@ export class JsonMasker implements StreamMasker {
   private readonly opts: ResolvedOptions;
   /** Normalized card field names as bytes, by length (shared between maskers). */
   private readonly cardByLength: Uint8Array[][];
+  /** 1 for each byte a normalized card field name starts with. */
+  private readonly cardFirst: Uint8Array;
 
   private state = S.Top;
   private stack = new Uint8Array(64);
@@ -179,7 +204,9 @@ export class JsonMasker implements StreamMasker {
   constructor(opts: MaskOptions = {}) {
     this.opts = resolveOptions(opts);
     this.keyBuf = new Uint8Array(this.opts.cardFieldMaxLen + 1);
-    this.cardByLength = cardTable(this.opts);
+    const t = cardTable(this.opts);
+    this.cardByLength = t.byLength;
+    this.cardFirst = t.first;
     this.scanner = new PanScanner(this.out, this.opts.keepBin, this.opts.fill);
   }
 
@@ -329,7 +356,7 @@ export class JsonMasker implements StreamMasker {
         if (c !== 0x22) this.fail(`expected a string key, found ${describe(c)}`, i);
         this.out.pass(src, i, i + 1);
         this.beginString(true);
-        return i + 1;
+        return i + 1 < n ? this.string(src, i + 1, n) : i + 1;
       case S.Colon:
         if (c !== 0x3a) this.fail(`expected ':' after a key, found ${describe(c)}`, i);
         this.out.pass(src, i, i + 1);
@@ -403,7 +430,7 @@ export class JsonMasker implements StreamMasker {
       case 0x22:
         this.out.pass(src, i, i + 1);
         this.beginString(false);
-        return i + 1;
+        return i + 1 < n ? this.string(src, i + 1, n) : i + 1;
       case 0x74:
       case 0x66:
       case 0x6e:
@@ -483,13 +510,19 @@ export class JsonMasker implements StreamMasker {
           }
         }
         // With nothing held and the stretch closed, fewer than 12 digits cannot hold a PAN.
-        if (scanner.idle && (digits === 0 || (closed && digits < 24))) out.pass(src, from, j);
+        if (scanner.idle && (digits === 0 || (closed && (digits < 24 || !mayHoldPan(src, from, j))))) out.pass(src, from, j);
         else scanner.scan(src, from, j, closed);
         if (!closed) break;
         if (escEnd === 0) {
           scanner.boundary();
-          out.pass(src, j, j + 1);
           this.stringDone();
+          // A key's colon almost always follows at once: take it here.
+          if (this.state === S.Colon && j + 1 < n && src[j + 1] === 0x3a) {
+            out.pass(src, j, j + 2);
+            this.state = S.Value;
+            return j + 2;
+          }
+          out.pass(src, j, j + 1);
           return j + 1;
         }
         if (this.isKey && !this.keyOverflow && ch !== 0x5f && ch !== 0x2d) {
@@ -546,7 +579,8 @@ export class JsonMasker implements StreamMasker {
       let c = src[p];
       if (c === 0x5f || c === 0x2d) continue;
       if (c >= 0x41 && c <= 0x5a) c += 0x20;
-      if (len === buf.length) {
+      // Most keys are ruled out by their first letter: stop copying them.
+      if (len === buf.length || (len === 0 && this.cardFirst[c] === 0)) {
         this.keyOverflow = true;
         return;
       }

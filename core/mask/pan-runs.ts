@@ -6,7 +6,7 @@
 // changes: the kept last four of `4111111111111111 4242 4242 4242` could otherwise
 // start a new PAN with the groups after it, and the output would not be PAN-free.
 
-import { brandOfPrefix, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import { isBranded, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
 
 const SPACE = 0x20;
 const HYPHEN = 0x2d;
@@ -139,7 +139,7 @@ export class RunEvaluator {
         for (let i = hi; i >= from; i--) {
           if ((sums[last + 1] - sums[i]) % 10 !== 0) continue;
           const total = end - pD[i];
-          if (brandOfPrefix(this.prefix6(src, off, i), total) === undefined) continue;
+          if (!isBranded(this.prefix6(src, off, i), total)) continue;
           if (this.mark(i, last, total, keepBin, len)) changed = true;
           const at = gE[last] - 1;
           if (at >= countFrom && at < countTo) count++;

@@ -6,7 +6,7 @@
 // longer run is decided window by window (a PAN spans at most 37 bytes, and each
 // window sees well over that on both sides of the bytes it releases).
 
-import { brandOfPrefix, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import { isBranded, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
 import type { Output } from './output.js';
 import { RunEvaluator } from './pan-runs.js';
 
@@ -76,11 +76,75 @@ function singlePan(src: Uint8Array, s: number, e: number): boolean {
   }
   if (sum % 10 !== 0) return false;
   const prefix6 = (src[s] - 0x30) * 100000 + (src[s + 1] - 0x30) * 10000 + (src[s + 2] - 0x30) * 1000 + (src[s + 3] - 0x30) * 100 + (src[s + 4] - 0x30) * 10 + (src[s + 5] - 0x30);
-  return brandOfPrefix(prefix6, e - s) !== undefined;
+  return isBranded(prefix6, e - s);
 }
 
 /** nextDigitWords reads byte positions out of words as a little-endian machine lays them out. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The run's digits, for smallRun. */
+const smallDigits = new Uint8Array(MAX_PAN_DIGITS);
+/** After smallRun found PANs: bit k set when the run's k-th digit is masked. */
+let smallMask = 0;
+
+/**
+ * Decides a run of digit groups src[s, e) holding `digits` <= 19 digits, every
+ * sub-run of whole groups with 12–19 digits a candidate, as RunEvaluator does.
+ * Returns the PANs found (their digits in smallMask), or -1 when the masked view
+ * still has 12 unmasked digits and needs the evaluator's further passes.
+ */
+function smallRun(src: Uint8Array, s: number, e: number, digits: number, keepBin: boolean): number {
+  const d = smallDigits;
+  // Group boundaries as digit indexes: bit k of `starts` when digit k begins a group,
+  // of `ends` when digit k ends one.
+  let starts = 0;
+  let ends = 0;
+  let k = 0;
+  let prevDigit = false;
+  for (let p = s; p < e; p++) {
+    const c = src[p];
+    if (c >= 0x30 && c <= 0x39) {
+      if (!prevDigit) starts |= 1 << k;
+      d[k++] = c - 0x30;
+      prevDigit = true;
+    } else {
+      ends |= 1 << (k - 1);
+      prevDigit = false;
+    }
+  }
+  ends |= 1 << (k - 1);
+  let found = 0;
+  let mask = 0;
+  for (let a = 0; a <= digits - MIN_PAN_DIGITS; a++) {
+    if (((starts >>> a) & 1) === 0) continue;
+    for (let b = a + MIN_PAN_DIGITS - 1; b < digits; b++) {
+      if (((ends >>> b) & 1) === 0) continue;
+      let sum = 0;
+      let dbl = false;
+      for (let q = b; q >= a; q--) {
+        let v = d[q];
+        if (dbl) {
+          v *= 2;
+          if (v > 9) v -= 9;
+        }
+        sum += v;
+        dbl = !dbl;
+      }
+      if (sum % 10 !== 0) continue;
+      const prefix6 = d[a] * 100000 + d[a + 1] * 10000 + d[a + 2] * 1000 + d[a + 3] * 100 + d[a + 4] * 10 + d[a + 5];
+      if (!isBranded(prefix6, b - a + 1)) continue;
+      found++;
+      // Digits a .. b-4 masked, the first six kept too with bin+last4.
+      for (let q = keepBin ? a + 6 : a; q <= b - 4; q++) mask |= 1 << q;
+    }
+  }
+  if (found === 0) return 0;
+  let masked = 0;
+  for (let m = mask; m !== 0; m &= m - 1) masked++;
+  if (digits - masked >= MIN_PAN_DIGITS) return -1;
+  smallMask = mask;
+  return found;
+}
 
 /** Below this many bytes the word view is not worth creating. */
 const WORDS_MIN = 256;
@@ -253,7 +317,10 @@ export class PanScanner {
         // A run that is one group has one candidate, and what its masking leaves
         // (at most ten digits) cannot form another: decide it without the evaluator.
         const single = j - s === digits;
-        const n = single ? (singlePan(src, s, j) ? 1 : 0) : this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
+        // A grouped run of at most 19 digits (a written-out card number) is decided
+        // here unless what its PANs leave unmasked could form another candidate.
+        const small = !single && digits <= MAX_PAN_DIGITS ? smallRun(src, s, j, digits, this.keepBin) : -1;
+        const n = single ? (singlePan(src, s, j) ? 1 : 0) : small >= 0 ? small : this.evaluator.evaluate(src, s, j - s, false, this.keepBin);
         if (n > 0) {
           if (buf === src && !inPlace) {
             out.pass(src, passFrom, s);
@@ -267,6 +334,16 @@ export class PanScanner {
           if (single) {
             const keepFrom = j - 4 - delta;
             for (let p = this.keepBin ? at + 6 : at; p < keepFrom; p++) buf[p] = fill;
+          } else if (small >= 0) {
+            // smallMask bit k: the run's k-th digit is masked.
+            let k = 0;
+            for (let p = s; p < j; p++) {
+              const c = src[p];
+              if (c >= 0x30 && c <= 0x39) {
+                if (((smallMask >>> k) & 1) !== 0) buf[p - delta] = fill;
+                k++;
+              }
+            }
           } else {
             const flags = this.evaluator.flags;
             const len = j - s;

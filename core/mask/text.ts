@@ -158,9 +158,10 @@ export function maskTextCounted(input: string | Uint8Array, opts?: MaskOptions):
   const r = resolveLight(opts);
   if (typeof input === 'string') {
     if (tooFewDigits(input)) return { out: input, pans: 0 };
+    // The UTF-8 copy is ours: mask it in place rather than assembling an output.
     const buf = Buffer.from(input, 'utf8');
-    const m = maskBytes(buf, 0, buf.length, r);
-    return m === null ? { out: input, pans: 0 } : { out: m.bytes.toString('utf8'), pans: m.pans };
+    const pans = maskBytesInPlace(buf, 0, buf.length, r);
+    return pans === 0 ? { out: input, pans: 0 } : { out: buf.toString('utf8'), pans };
   }
   const m = maskBytes(input, 0, input.length, r);
   if (m === null) return { out: Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength), pans: 0 };
@@ -172,7 +173,13 @@ export function maskTextCounted(input: string | Uint8Array, opts?: MaskOptions):
  * PostgreSQL DataRow message. Returns the number of PANs masked.
  */
 export function maskInPlace(buf: Uint8Array, start = 0, end = buf.length, opts?: MaskOptions): number {
-  const r = resolveLight(opts);
+  const pans = maskBytesInPlace(buf, start, end, resolveLight(opts));
+  countPans('text', pans);
+  return pans;
+}
+
+/** maskInPlace without the metrics. */
+function maskBytesInPlace(buf: Uint8Array, start: number, end: number, r: Pick<ResolvedOptions, 'keepBin' | 'fill'>): number {
   const { scanner } = sharedScanner(r);
   // The common case masks straight into buf: no copy, no output to assemble.
   try {
@@ -192,6 +199,5 @@ export function maskInPlace(buf: Uint8Array, start = 0, end = buf.length, opts?:
       pans += m.pans;
     }
   }
-  countPans('text', pans);
   return pans;
 }

@@ -9,14 +9,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../core/log.js';
 import type { AuditSink } from '../../core/audit/types.js';
 import { maskValue } from '../../core/mask/value.js';
-import { optionsFromSpec } from '../../core/mask/options.js';
 import type { MaskOptions } from '../../core/mask/options.js';
 import { admit } from './admit.js';
 import type { AdmitDeps } from './admit.js';
 import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
 import { codeClass, groupLabel, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
-import { planBody } from './response-body.js';
+import { maskOptionsFor, planBody } from './response-body.js';
 import { sendStatus, status } from './status.js';
 import type { StatusObject } from './status.js';
 import type { Upstream } from './upstream.js';
@@ -194,7 +193,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); requests are refused until it can record them again`, adm.request));
   }
   const request = adm.request;
-  const opts = optionsFromSpec(adm.policy.masking);
+  const opts = maskOptionsFor(adm.policy.masking);
 
   let body: Buffer | undefined;
   if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
@@ -363,6 +362,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     if (streaming) openWatches.dec();
     if (clientGone) up.body.destroy();
   }
+  if (!failure && !clientGone && plan?.kind === 'masked') plan.release?.();
   let responseObject: unknown;
   if (keep && kept < RESPONSE_OBJECT_LIMIT) {
     try {

@@ -5,6 +5,9 @@
 // Anything else is refused: an unknown encoding is never passed unmasked.
 
 import { createJsonMasker } from '../../core/mask/json.js';
+import type { JsonMasker } from '../../core/mask/json.js';
+import { optionsFromSpec } from '../../core/mask/options.js';
+import type { MaskingSpec } from '../../core/policy/types.js';
 import { createTextMasker } from '../../core/mask/text.js';
 import type { StreamMasker } from '../../core/mask/text.js';
 import type { MaskOptions } from '../../core/mask/options.js';
@@ -15,7 +18,47 @@ import type { SecretMode } from './secret-mask.js';
 /** Largest Secret response held to be parsed (a list of the largest Secrets etcd stores is far below). */
 export const MAX_SECRET_BODY = 64 * 1024 * 1024;
 
-export type BodyPlan = { kind: 'masked'; masker: StreamMasker } | { kind: 'refuse'; why: string };
+export type BodyPlan =
+  | { kind: 'masked'; masker: StreamMasker; /** Hands a pooled masker back once its response ended cleanly. */ release?: () => void }
+  | { kind: 'refuse'; why: string };
+
+const optionsBySpec = new WeakMap<object, MaskOptions>();
+/**
+ * One MaskOptions object per policy masking spec (a reload brings a new spec, hence new
+ * options): saves an allocation per request and keys the masker pools below.
+ */
+export function maskOptionsFor(spec: Pick<MaskingSpec, 'pan' | 'fields'>): MaskOptions {
+  let o = optionsBySpec.get(spec);
+  if (!o) {
+    o = optionsFromSpec(spec);
+    optionsBySpec.set(spec, o);
+  }
+  return o;
+}
+
+// JSON maskers are reused across responses (reset() between them): building one resolves
+// its options and allocates its scanner and tables, a visible share of a small GET.
+const POOL_MAX = 64;
+const jsonPools = new WeakMap<MaskOptions, JsonMasker[]>();
+function pooledJsonMasker(opts: MaskOptions): BodyPlan {
+  let pool = jsonPools.get(opts);
+  if (!pool) {
+    pool = [];
+    jsonPools.set(opts, pool);
+  }
+  const masker = pool.pop() ?? createJsonMasker(opts);
+  const p = pool;
+  return {
+    kind: 'masked',
+    masker,
+    release: () => {
+      if (p.length < POOL_MAX) {
+        masker.reset();
+        p.push(masker);
+      }
+    },
+  };
+}
 
 const JSON_TYPE = /^application\/(json|[a-z0-9.+-]*\+json)\s*(;|$)/i;
 const TEXT_TYPE = /^text\/plain\s*(;|$)/i;
@@ -25,7 +68,7 @@ export function planBody(request: KubeRequest, contentType: string | undefined, 
   const isSecret = !request.nonResource && request.resource === 'secrets' && request.apiGroup === '' && request.subresource === '';
   if (JSON_TYPE.test(ct)) {
     if (isSecret) return { kind: 'masked', masker: new SecretStreamMasker(new SecretMasker(secrets, opts), request.verb === 'watch') };
-    return { kind: 'masked', masker: createJsonMasker(opts) };
+    return pooledJsonMasker(opts);
   }
   if (TEXT_TYPE.test(ct)) {
     if (isSecret) return { kind: 'refuse', why: `a Secret response arrived as '${ct}'` };

@@ -4,6 +4,7 @@
 
 import type net from 'node:net';
 import crypto from 'node:crypto';
+import { sessionParameterProblem } from '../../core/sql/index.js';
 import { CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_PACKET, ProtocolError, SSL_REQUEST, F, authenticationRequest } from './wire.js';
 
 export type StartupOutcome =
@@ -81,8 +82,40 @@ export function upstreamParams(params: Map<string, string>): { pass: Record<stri
   if (repl !== undefined && !['false', 'off', 'no', '0'].includes(repl.toLowerCase())) {
     return { pass, refused: 'replication connections are not allowed through the agentgate proxy' };
   }
+  // A setting under which the classifier would read statements differently from the
+  // server is refused, not dropped: the client asked for a session the proxy cannot police.
+  for (const [k, v] of [...params, ...commandLineSettings(params.get('options') ?? '')]) {
+    const problem = sessionParameterProblem(k, v);
+    if (problem) return { pass, refused: `startup parameter ${k}=${v} is refused: ${problem}` };
+  }
   for (const [k, v] of params) if (PASSED_PARAMS.has(k)) pass[k] = v;
   return { pass };
+}
+
+/** The `-c name=value` / `--name=value` settings of an `options` startup parameter (backslash escapes a space). */
+function commandLineSettings(options: string): [string, string][] {
+  const words: string[] = [];
+  let w = '';
+  for (let i = 0; i < options.length; i++) {
+    const c = options[i];
+    if (c === '\\' && i + 1 < options.length) w += options[++i];
+    else if (/\s/.test(c)) {
+      if (w) words.push(w);
+      w = '';
+    } else w += c;
+  }
+  if (w) words.push(w);
+  const out: [string, string][] = [];
+  for (let i = 0; i < words.length; i++) {
+    let s: string | undefined;
+    if (words[i] === '-c') s = words[++i];
+    else if (words[i].startsWith('-c')) s = words[i].slice(2);
+    else if (words[i].startsWith('--')) s = words[i].slice(2);
+    const eq = s?.indexOf('=') ?? -1;
+    // PostgreSQL accepts `-` for `_` in option names given this way.
+    if (s && eq > 0) out.push([s.slice(0, eq).replace(/-/g, '_'), s.slice(eq + 1)]);
+  }
+  return out;
 }
 
 /** Asks for a cleartext password (loopback only) and reads the PasswordMessage. */

@@ -229,6 +229,7 @@ export class PgListener {
       auditHealthy: this.deps.auditHealthy ?? (() => true),
       cancelUpstream: () => void this.sendCancel(up.pid, up.secret),
       approvals: this.deps.approvals,
+      serverParameters: up.parameters,
     });
     entry.session = session;
     this.metrics.active.inc();

@@ -18,11 +18,12 @@ import type net from 'node:net';
 import crypto from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
 import type { AuditEventInput, AuditSink } from '../../core/audit/types.js';
-import type { PolicySource } from '../../core/policy/types.js';
+import type { PgRequest, Policy, PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
 import { B, F, FrameReader, ProtocolError, TERMINATE, errorResponse, fieldsMessage, isFrontendType, parseFields, parseMessage, queryMessage, readCString, skipCString } from './wire.js';
 import type { PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
+import { sessionParameterProblem } from '../../core/sql/index.js';
 import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
@@ -50,6 +51,8 @@ export interface SessionContext {
   cancelUpstream(): void;
   /** The approval service; without it `approve` decisions are refused (fail closed). */
   approvals?: PgApprovalGate;
+  /** The server's ParameterStatus values at startup (role/database settings included). */
+  serverParameters: readonly (readonly [string, string])[];
 }
 
 const enum K {
@@ -67,14 +70,15 @@ const enum K {
 interface Unit {
   sql: string;
   verdict: Verdict;
-  startNs: bigint;
+  /** performance.now() at arrival (a double: no BigInt per statement). */
+  startT: number;
   startMs: number;
   rows: number;
   sqlstate?: string;
   bytesIn0: number;
   bytesOut0: number;
   /** Multi-statement query: per statement, its rows, end time and error, in order. */
-  parts?: { rows: number; endNs?: bigint; sqlstate?: string }[];
+  parts?: { rows: number; endT?: number; sqlstate?: string }[];
   part: number;
   approval?: ApprovalRecord;
 }
@@ -83,6 +87,9 @@ interface Stmt {
   sql: string;
   verdict: Verdict;
   fields?: ColumnInfo[];
+  /** The Execute-time verdict and the policy object it was decided under: a hot reload swaps that object, which re-decides. */
+  decidedBy?: Policy;
+  executeVerdict?: Verdict;
 }
 
 interface Portal {
@@ -146,6 +153,16 @@ export class Session {
   private closed = false;
   private hold: Hold | undefined;
   private readonly openedMs = Date.now();
+  /**
+   * Set once the server reports a setting under which the classifier reads SQL text
+   * differently (sessionParameterProblem): from then on every statement is refused.
+   * Sticky, since statements already forwarded may have run under it.
+   */
+  private unreadable: Verdict | undefined;
+  /** Client frames held until the server has answered every batch sent before them. */
+  private barrier: { queue: { type: number; frame: Buffer }[]; bytes: number } | undefined;
+  /** An Execute was sent since the client's last Sync/Query (its settings are reported only at ReadyForQuery). */
+  private runInOpenBatch = false;
   /** Called once when both sockets are gone. */
   onClose: (() => void) | undefined;
 
@@ -167,6 +184,7 @@ export class Session {
     this.client.on('close', () => this.close('client connection closed'));
     this.server.on('close', () => this.serverGone('server connection closed'));
     this.audit('connection-start');
+    for (const [name, value] of this.ctx.serverParameters) this.noteParameter(name, value);
     if (serverRest.length) this.onServerData(serverRest);
     if (clientRest.length) this.onClientData(clientRest);
     this.client.resume();
@@ -199,39 +217,45 @@ export class Session {
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
     this.bytesIn += chunk.length;
-    let out: Buffer[] | undefined;
-    let runStart = 0;
-    let lastEnd = 0;
+    const ob = this.toServer;
+    ob.reset();
     let data: Buffer;
     try {
-      data = this.clientReader.push(chunk, (type, buf, start, end) => {
-        const rep = this.hold ? this.queueHeld(type, buf, start, end) : this.onClientMessage(type, buf, start, end);
-        if (rep !== undefined) {
-          out ??= [];
-          if (start > runStart) out.push(buf.subarray(runStart, start));
-          if (rep !== null) out.push(rep);
-          runStart = end;
-        }
-        lastEnd = end;
-      });
+      data = this.clientReader.push(chunk, this.onClientFrame);
     } catch (err) {
       // Client bytes are untrusted: whatever they break ends this connection, never the process.
       if (!(err instanceof ProtocolError)) this.ctx.log.error({ err: (err as Error).stack }, 'unexpected error handling a client message');
       return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
     }
-    if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
-    if (out && !this.closed) this.send(this.server, this.client, out);
+    if (ob.finish(data) && !this.closed) this.send(this.server, this.client, ob.out);
+    ob.out.length = 0;
     if (this.auditQueue.length) this.flushAudit();
   }
+
+  private readonly toServer = new Outbox();
+  private readonly toClient = new Outbox();
+  // Bound once: FrameReader calls these per frame, with no closure allocated per chunk.
+  private readonly onClientFrame = (type: number, buf: Buffer, start: number, end: number): void => {
+    this.toServer.frame(this.hold ? this.queueHeld(type, buf, start, end) : this.onClientMessage(type, buf, start, end), buf, start, end);
+  };
+  private readonly onServerFrame = (type: number, buf: Buffer, start: number, end: number): void => {
+    this.toClient.frame(this.onServerMessage(type, buf, start, end), buf, start, end);
+  };
 
   /** undefined: forward as is; Buffer: forward this instead; null: drop. */
   private onClientMessage(type: number, buf: Buffer, start: number, end: number): Buffer | null | undefined {
     const body = start + 5;
+    if (this.barrier) return this.queueBarrier(type, buf, start, end);
+    const ranBefore = this.runInOpenBatch;
+    if (type === F.Execute) this.runInOpenBatch = true;
+    else if (type === F.Sync || type === F.Query) this.runInOpenBatch = false;
     switch (type) {
       case F.Query: {
         const [sql, next] = readCString(buf, body, end);
         if (next !== end) throw new ProtocolError('invalid Query message: trailing bytes');
-        const verdict = this.decide(sql);
+        const settings = this.settingsInDoubt(sql, ranBefore);
+        if (settings === 'wait') return this.startBarrier(type, buf, start, end);
+        const verdict = settings === 'refuse' ? SETTINGS_IN_DOUBT : this.decide(sql);
         if (this.needsApproval(verdict)) return this.startHold(K.Query, sql, verdict, buf, start, end, '');
         return this.admitQuery(sql, verdict);
       }
@@ -239,7 +263,9 @@ export class Session {
         const [name, p1] = readCString(buf, body, end);
         const [sql, p2] = readCString(buf, p1, end);
         if (p2 + 2 > end || p2 + 2 + 4 * buf.readInt16BE(p2) !== end) throw new ProtocolError('invalid Parse message');
-        const verdict = this.decide(sql);
+        const settings = this.settingsInDoubt(sql, ranBefore);
+        if (settings === 'wait') return this.startBarrier(type, buf, start, end);
+        const verdict = settings === 'refuse' ? SETTINGS_IN_DOUBT : this.decide(sql);
         this.expect.push({ k: K.Parse, name });
         // A statement that needs approval is prepared (that runs nothing); each Execute of it is held.
         if (verdict.forward || this.needsApproval(verdict)) {
@@ -262,7 +288,12 @@ export class Session {
         const stmt = this.statements.get(stmtName);
         // An approver must see (and a `once` approval bind) the values a statement runs with.
         const params = stmt && stmt.verdict.decision.action === 'approve' ? describeBindParams(buf, p2) : undefined;
-        this.portals.set(portal, { stmt, formats, params });
+        const prev = this.portals.get(portal);
+        // The same statement bound again with the same result formats (pgbench, ORMs: every
+        // execution) keeps its portal record and so its row plan.
+        if (!prev || prev.stmt !== stmt || params !== undefined || prev.params !== undefined || !sameFormats(prev.formats, formats)) {
+          this.portals.set(portal, { stmt, formats, params });
+        }
         this.expect.push({ k: K.Bind, name: portal });
         return undefined;
       }
@@ -284,7 +315,7 @@ export class Session {
           return undefined;
         }
         // Decided again at each Execute: a policy reloaded since Parse applies now.
-        const verdict = this.ctx.auditHealthy() ? decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy) : AUDIT_DOWN;
+        const verdict = this.unreadable ?? (this.ctx.auditHealthy() ? this.executeVerdict(stmt) : AUDIT_DOWN);
         if (this.needsApproval(verdict)) return this.startHold(K.Execute, stmt.sql + (portal!.params ?? ''), verdict, buf, start, end, portalName, stmt.sql);
         return this.admitExecute(portalName, stmt.sql, verdict);
       }
@@ -439,9 +470,90 @@ export class Session {
     if (this.auditQueue.length) this.flushAudit();
   }
 
+  /** Decided again at each Execute, cached per statement until the policy in force changes (hot reload). */
+  private executeVerdict(stmt: Stmt): Verdict {
+    const policy = this.ctx.policy.current();
+    if (stmt.decidedBy !== policy || stmt.executeVerdict === undefined) {
+      stmt.executeVerdict = decideOperations(stmt.verdict.operations, this.ctx.identity, this.ctx.policy);
+      stmt.decidedBy = policy;
+    }
+    return stmt.executeVerdict;
+  }
+
   private decide(sql: string): Verdict {
+    if (this.unreadable) return this.unreadable;
     if (!this.ctx.auditHealthy()) return AUDIT_DOWN;
     return decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
+  }
+
+  // A statement is classified under the settings the server last reported, but one still
+  // running (a function calling set_config, a trigger) may change them before this text
+  // reaches the server's parser: PostgreSQL reports the change just before its next
+  // ReadyForQuery. Only text with a backslash (standard_conforming_strings) or a non-ASCII
+  // character (client_encoding) can read differently, so only such text waits until the
+  // server has answered every batch before it; it is refused when an Execute of its own
+  // unfinished batch precedes it (that batch's report follows the client's Sync, after it).
+  private settingsInDoubt(sql: string, ranBefore: boolean): 'wait' | 'refuse' | undefined {
+    if (!ranBefore && this.expect.length === 0) return undefined;
+    if (!SETTINGS_SENSITIVE.test(sql)) return undefined;
+    if (ranBefore) return 'refuse';
+    return this.batchPending() ? 'wait' : undefined;
+  }
+
+  private batchPending(): boolean {
+    return this.expect.some((e) => e.k === K.Sync || e.k === K.Query || e.k === K.Function);
+  }
+
+  private startBarrier(type: number, buf: Buffer, start: number, end: number): null {
+    this.barrier = { queue: [], bytes: 0 };
+    return this.queueBarrier(type, buf, start, end);
+  }
+
+  private queueBarrier(type: number, buf: Buffer, start: number, end: number): null {
+    const b = this.barrier!;
+    b.bytes += end - start;
+    if (b.bytes > this.ctx.maxMessageBytes) throw new ProtocolError('too much data sent while a statement waits for the server');
+    b.queue.push({ type, frame: Buffer.from(buf.subarray(start, end)) });
+    return null;
+  }
+
+  private releaseBarrier(b: NonNullable<Session['barrier']>): void {
+    if (this.barrier !== b || this.closed) return;
+    this.barrier = undefined;
+    const out: Buffer[] = [];
+    try {
+      for (let i = 0; i < b.queue.length && !this.closed; i++) {
+        const hold = this.heldNow();
+        if (hold) {
+          // A statement waits for approval: the rest waits behind it.
+          const rest = b.queue.slice(i);
+          hold.queue.push(...rest);
+          hold.bytes += rest.reduce((n, q) => n + q.frame.length, 0);
+          break;
+        }
+        const q = b.queue[i];
+        const rep = this.onClientMessage(q.type, q.frame, 0, q.frame.length);
+        if (rep === undefined) out.push(q.frame);
+        else if (rep !== null) out.push(rep);
+      }
+    } catch (err) {
+      return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
+    }
+    if (out.length && !this.closed) this.send(this.server, this.client, out);
+    if (this.auditQueue.length) this.flushAudit();
+  }
+
+  /** A setting the server reports (ROLE/DATABASE defaults, set_config in a function…). */
+  private noteParameter(name: string, value: string): void {
+    const problem = sessionParameterProblem(name, value);
+    if (!problem || this.unreadable) return;
+    this.unreadable = refusal(
+      'session-parameter',
+      problem,
+      `the server reports ${name} = ${value} for this session; ${problem}, so every statement of this session is refused: reconnect with the default setting (and remove any ALTER ROLE/DATABASE … SET ${name})`,
+    );
+    this.ctx.log.warn({ connection: this.ctx.connection, parameter: name, value }, 'session left the settings the SQL classifier reads under; refusing its statements');
+    this.audit('session-parameter-refused', { sqlstate: '42501', detail: problem });
   }
 
   private refuse(error: PgErrorFields): string {
@@ -455,28 +567,18 @@ export class Session {
   private onServerData(chunk: Buffer): void {
     if (this.closed) return;
     this.bytesOut += chunk.length;
-    let out: Buffer[] | undefined;
-    let runStart = 0;
-    let lastEnd = 0;
+    const ob = this.toClient;
+    ob.reset();
     let data: Buffer;
     try {
-      data = this.serverReader.push(chunk, (type, buf, start, end) => {
-        const rep = this.onServerMessage(type, buf, start, end);
-        if (rep !== undefined) {
-          out ??= [];
-          if (start > runStart) out.push(buf.subarray(runStart, start));
-          if (rep !== null) out.push(rep);
-          runStart = end;
-        }
-        lastEnd = end;
-      });
+      data = this.serverReader.push(chunk, this.onServerFrame);
     } catch (err) {
       this.ctx.log.error({ connection: this.ctx.connection, err: (err as Error).message }, 'invalid message from the server');
       this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: connection "${this.ctx.connection}": invalid message from the server: ${(err as Error).message}` });
       return;
     }
-    if (lastEnd > runStart) (out ??= []).push(data.subarray(runStart, lastEnd));
-    if (out && !this.closed) this.send(this.client, this.server, out);
+    if (ob.finish(data) && !this.closed) this.send(this.client, this.server, ob.out);
+    ob.out.length = 0;
     if (this.auditQueue.length) this.flushAudit();
     if (this.draining && !this.busy) this.shutdownIdle();
   }
@@ -518,6 +620,8 @@ export class Session {
           if (e.k === K.Sync || e.k === K.Query || e.k === K.Function) break;
         }
         this.denials = this.expect.length ? this.denials : [];
+        const barrier = this.barrier;
+        if (barrier && !this.batchPending()) setImmediate(() => this.releaseBarrier(barrier));
         this.queryPlan = UNKNOWN_ROW;
         return undefined;
       }
@@ -561,8 +665,13 @@ export class Session {
         this.inCopyOut = true;
         this.copyText = buf[start + 5] === 0;
         return undefined;
+      case B.ParameterStatus: {
+        const [name, p1] = readCString(buf, start + 5, end);
+        this.noteParameter(name, readCString(buf, p1, end)[0]);
+        return undefined;
+      }
       default:
-        // ParameterStatus, ParameterDescription, CopyInResponse, CopyDone, FunctionCallResponse, …
+        // ParameterDescription, CopyInResponse, CopyDone, FunctionCallResponse, …
         return undefined;
     }
   }
@@ -601,7 +710,7 @@ export class Session {
   }
 
   private nextPart(u: Unit | undefined): void {
-    if (u?.parts && u.part < u.parts.length) u.parts[u.part++].endNs = process.hrtime.bigint();
+    if (u?.parts && u.part < u.parts.length) u.parts[u.part++].endT = performance.now();
   }
 
   private finishExpect(sqlstate: string | undefined): void {
@@ -688,7 +797,7 @@ export class Session {
 
   private newUnit(sql: string, verdict: Verdict): Unit {
     const parts = verdict.statements?.map(() => ({ rows: 0 }));
-    return { sql, verdict, startNs: process.hrtime.bigint(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut, parts, part: 0 };
+    return { sql, verdict, startT: performance.now(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut, parts, part: 0 };
   }
 
   private countStatement(v: Verdict): void {
@@ -697,7 +806,8 @@ export class Session {
   }
 
   private finishUnit(u: Unit, sqlstate: string | undefined): void {
-    const seconds = Number(process.hrtime.bigint() - u.startNs) / 1e9;
+    const now = performance.now();
+    const seconds = (now - u.startT) / 1000;
     this.ctx.metrics.duration.observe(seconds);
     // Bytes are added to the counters per statement, not per chunk.
     this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
@@ -711,13 +821,13 @@ export class Session {
       return;
     }
     // One event per statement of a multi-statement query; bytes go with the first.
-    let prev = u.startNs;
+    let prev = u.startT;
     for (let i = 0; i < statements.length; i++) {
       const part = u.parts[i];
-      const end = part.endNs ?? process.hrtime.bigint();
-      const ms = part.endNs || i === 0 ? Number(end - prev) / 1e6 : 0;
-      if (part.endNs) prev = part.endNs;
-      this.auditStatement(u, statements[i].text, statements[i].operations, part.rows, ms, part.sqlstate ?? (part.endNs ? undefined : sqlstate), i === 0 ? bytes : undefined);
+      const end = part.endT ?? now;
+      const ms = part.endT !== undefined || i === 0 ? end - prev : 0;
+      if (part.endT !== undefined) prev = part.endT;
+      this.auditStatement(u, statements[i].text, statements[i].operations, part.rows, ms, part.sqlstate ?? (part.endT !== undefined ? undefined : sqlstate), i === 0 ? bytes : undefined);
     }
   }
 
@@ -730,12 +840,7 @@ export class Session {
     sqlstate: string | undefined,
     bytes: { in: number; out: number } | undefined,
   ): void {
-    const kinds: string[] = [];
-    const tables: string[] = [];
-    for (const op of ops) {
-      if (!kinds.includes(op.statement)) kinds.push(op.statement);
-      for (const t of op.tables) if (!tables.includes(t)) tables.push(t);
-    }
+    const { kinds, tables } = summarize(ops);
     const d = u.verdict.decision;
     const id = this.ctx.identity;
     // Queued, and appended once the response is on its way to the client: the
@@ -744,14 +849,14 @@ export class Session {
         auditID: crypto.randomUUID(),
         stage: 'ResponseComplete',
         verb: kinds[0] ?? 'empty',
-        user: { username: id.subject, groups: id.groups },
-        sourceIPs: [this.ctx.clientAddress],
+        user: (this.auditUser ??= { username: id.subject, groups: id.groups }),
+        sourceIPs: (this.auditSource ??= [this.ctx.clientAddress]),
         userAgent: this.ctx.applicationName,
         requestReceivedTimestamp: new Date(u.startMs).toISOString(),
         stageTimestamp: new Date().toISOString(),
         protocol: 'postgres',
         connection: this.ctx.connection,
-        statement: this.ctx.masker.maskText(text),
+        statement: this.maskStatement(text),
         statementKinds: kinds,
         tables,
         decision: { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced },
@@ -766,6 +871,21 @@ export class Session {
   }
 
   private readonly auditQueue: AuditEventInput[] = [];
+  // Parts of every statement event that do not change within a session (the writer only serializes them).
+  private auditUser: { username: string; groups: string[] } | undefined;
+  private auditSource: string[] | undefined;
+  /** The last statement text masked for audit, and under which policy (its masking options). */
+  private maskedFor: { text: string; policy: Policy; masked: string } | undefined;
+
+  /** Statement text as audited (literal PANs masked); a prepared statement repeats it, so the last one is kept. */
+  private maskStatement(text: string): string {
+    const policy = this.ctx.policy.current();
+    const m = this.maskedFor;
+    if (m !== undefined && m.text === text && m.policy === policy) return m.masked;
+    const masked = this.ctx.masker.maskText(text);
+    this.maskedFor = { text, policy, masked };
+    return masked;
+  }
 
   private flushAudit(): void {
     for (let i = 0; i < this.auditQueue.length; i++) {
@@ -812,6 +932,13 @@ export class Session {
   }
 }
 
+/** Text whose reading depends on standard_conforming_strings (`\\`) or client_encoding (non-ASCII). */
+const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
+const SETTINGS_IN_DOUBT = refusal(
+  'session-parameter-pipeline',
+  'a pipelined statement may have changed the settings this text is read under',
+  'a statement containing a backslash or a non-ASCII character cannot follow an Execute in the same pipeline: the statement before it may change standard_conforming_strings or client_encoding, which the server reports only at the next ReadyForQuery; send a Sync first',
+);
 const AUDIT_DOWN = refusal('audit-unavailable', 'the audit trail cannot be written', 'the audit trail cannot be written, so no statement is run (fail closed); the sidecar needs attention');
 
 /** Result-column format codes at the end of a Bind message. */
@@ -884,4 +1011,61 @@ function errorCode(buf: Buffer, start: number, end: number): string | undefined 
     p = next;
   }
   return undefined;
+}
+
+/** Result formats of two Binds are the same (the common case: the same empty or one-element list). */
+function sameFormats(a: number[], b: number[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Statement kinds and tables of a classification, for audit; classifications are cached, so is this. */
+const SUMMARIES = new WeakMap<readonly PgRequest[], { kinds: string[]; tables: string[] }>();
+function summarize(ops: readonly PgRequest[]): { kinds: string[]; tables: string[] } {
+  let s = SUMMARIES.get(ops);
+  if (s) return s;
+  const kinds: string[] = [];
+  const tables: string[] = [];
+  for (const op of ops) {
+    if (!kinds.includes(op.statement)) kinds.push(op.statement);
+    for (const t of op.tables) if (!tables.includes(t)) tables.push(t);
+  }
+  s = { kinds, tables };
+  SUMMARIES.set(ops, s);
+  return s;
+}
+
+/**
+ * What one input chunk produces for the other socket: runs of frames forwarded as they
+ * are leave as subarrays of the chunk (no copy; the whole chunk when nothing changed),
+ * replacement frames in between, all in one write. Reused for every chunk.
+ */
+class Outbox {
+  readonly out: Buffer[] = [];
+  private runStart = 0;
+  private lastEnd = 0;
+
+  reset(): void {
+    this.out.length = 0;
+    this.runStart = 0;
+    this.lastEnd = 0;
+  }
+
+  /** `rep`: undefined forwards the frame [start, end) as it is, a Buffer replaces it, null drops it. */
+  frame(rep: Buffer | null | undefined, buf: Buffer, start: number, end: number): void {
+    if (rep !== undefined) {
+      if (start > this.runStart) this.out.push(buf.subarray(this.runStart, start));
+      if (rep !== null) this.out.push(rep);
+      this.runStart = end;
+    }
+    this.lastEnd = end;
+  }
+
+  /** Adds the last untouched run of `data` (the buffer the frames were read from); true when there is anything to write. */
+  finish(data: Buffer): boolean {
+    if (this.lastEnd > this.runStart) this.out.push(this.runStart === 0 && this.lastEnd === data.length ? data : data.subarray(this.runStart, this.lastEnd));
+    return this.out.length > 0;
+  }
 }

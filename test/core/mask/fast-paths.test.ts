@@ -70,6 +70,29 @@ describe('mask: fast paths', () => {
     }), { numRuns: 200 });
   });
 
+  it('decides grouped runs of up to 19 digits as the general evaluator does, bytes and counts', () => {
+    // Short PANs beside short numbers, so sub-runs starting after the first group are PANs too.
+    const shortPan = panArb.filter((p) => p.replace(/[ -]/g, '').length <= 15);
+    const runArb = fc.oneof(
+      fc.tuple(fc.stringMatching(/^[0-9]{1,4}$/), fc.constantFrom(' ', '-'), shortPan).map(([a, sep, p]) => a + sep + p),
+      fc.tuple(shortPan, fc.constantFrom(' ', '-'), fc.stringMatching(/^[0-9]{1,4}$/)).map(([p, sep, a]) => p + sep + a),
+      fc.array(fc.oneof(panArb, fc.stringMatching(/^[0-9]{1,8}$/)), { minLength: 1, maxLength: 4 }).map((p) => p.join(' ')),
+    );
+    fc.assert(fc.property(fc.array(runArb, { minLength: 1, maxLength: 6 }), fc.boolean(), (runs, bin) => {
+      const opts = bin ? { keep: 'bin+last4' as const } : {};
+      const b = Buffer.from(runs.join(' x '));
+      const whole = createTextMasker(opts);
+      const a = Buffer.concat([whole.write(b), whole.end()]);
+      // One byte per write: every run is held and decided by the evaluator.
+      const bytewise = createTextMasker(opts);
+      const parts: Buffer[] = [];
+      for (let i = 0; i < b.length; i++) parts.push(bytewise.write(b.subarray(i, i + 1)));
+      parts.push(bytewise.end());
+      expect(a.toString()).to.equal(Buffer.concat(parts).toString());
+      expect(whole.pansMasked).to.equal(bytewise.pansMasked);
+    }), { numRuns: 400 });
+  });
+
   it('masks in place exactly as maskText does, and counts the same PANs', () => {
     fc.assert(fc.property(longTextArb, fc.integer({ min: 0, max: 7 }), fc.boolean(), (s, at, zero) => {
       const opts = zero ? { fill: '0' as const } : {};

@@ -261,6 +261,35 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
   });
 
   describe('policy', () => {
+    it('decides a prepared statement again at every Execute: a policy reloaded since Parse applies to its next run', async () => {
+      const c = await client();
+      const good = fs.readFileSync(h.policyFile, 'utf8');
+      // pg keeps the named statement prepared: later runs send Bind + Execute only.
+      const q = { name: 'seven', text: 'select 7 as n' };
+      const runs = async (want: 'ok' | '42501') => {
+        for (let i = 0; i < 100; i++) {
+          const r = await c.query(q).then(
+            (res) => res.rows,
+            (e: pg.DatabaseError) => e.code,
+          );
+          if ((want === 'ok' && Array.isArray(r)) || r === want) return r;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        throw new Error(`the statement never became ${want}`);
+      };
+      try {
+        expect(await c.query(q).then((r) => r.rows)).to.deep.equal([{ n: 7 }]);
+        expect(await c.query(q).then((r) => r.rows)).to.deep.equal([{ n: 7 }]);
+        fs.writeFileSync(h.policyFile, good.replace('statements: [select, insert,', 'statements: [insert,'));
+        expect(await runs('42501')).to.equal('42501');
+        fs.writeFileSync(h.policyFile, good);
+        expect(await runs('ok')).to.deep.equal([{ n: 7 }]);
+      } finally {
+        fs.writeFileSync(h.policyFile, good);
+        await c.end();
+      }
+    });
+
     it('refuses DROP with SQLSTATE 42501 naming the rule, and the connection stays usable', async () => {
       const c = await client();
       try {
@@ -341,6 +370,27 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
   });
 
   describe('extended protocol and pipelining', () => {
+    it('masks by the result formats of each Bind when the same statement is bound again with other formats', async () => {
+      const c = await RawClient.connect(h.proxyPort);
+      try {
+        c.write([serialize.parse({ name: 'fmt', text: 'select pan_num from cards where id = $1' }), serialize.describe({ type: 'S', name: 'fmt' }), serialize.sync()]);
+        let seen = (await c.until((m) => m.name === 'readyForQuery')).length;
+        const values: string[] = [];
+        for (const binary of [false, false, true, true, false]) {
+          c.write([serialize.bind({ statement: 'fmt', values: ['1'], binary }), serialize.execute({}), serialize.sync()]);
+          const msgs = await c.until((m) => m.name === 'readyForQuery', seen);
+          seen += msgs.length;
+          const row = msgs.find((m) => m.name === 'dataRow') as unknown as { fields: string[] };
+          values.push(binary ? [...Buffer.from(row.fields[0], 'latin1')].join(',') : row.fields[0]);
+        }
+        // numeric binary: ndigits 1, weight 0, sign +, dscale 0, digit 1111.
+        const bin = '0,1,0,0,0,0,0,0,4,87';
+        expect(values).to.deep.equal(['0000000000001111', '0000000000001111', bin, bin, '0000000000001111']);
+      } finally {
+        c.end();
+      }
+    });
+
     it('answers a pipeline with a refused statement in the middle like PostgreSQL: results, error, skip to Sync', async () => {
       const c = await RawClient.connect(h.proxyPort);
       try {
