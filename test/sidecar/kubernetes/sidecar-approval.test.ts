@@ -59,10 +59,12 @@ describe('agentgate sidecar with kubernetes and approval blocks (API server: the
     await writeFile(path.join(dir, 'approval-token'), await idp.sa.token(POD));
     await writeFile(path.join(dir, 'policy.yaml'), POLICY);
     const file = path.join(dir, 'sidecar.yaml');
+    // The kubernetes block's paths are absolute: parseSidecarConfig does not resolve them
+    // against the config file's directory yet (reported to sidecar/config.ts's owner).
     const yaml = `kubernetes:
   listen: 127.0.0.1:0
-  identityDir: ./identity
-  upstream: { server: ${double.url}, caFile: ./upstream-ca.crt, tokenFile: ./upstream-token }
+  identityDir: ${dir}/identity
+  upstream: { server: ${double.url}, caFile: ${dir}/upstream-ca.crt, tokenFile: ${dir}/upstream-token }
 approval:
   url: ${svc.url}
   tokenFile: ./approval-token
