@@ -67,7 +67,12 @@ function walk(v: unknown, ctx: Ctx, starred: boolean): unknown {
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
     const card = !starred && ctx.r.cardFields.has(normalizeKey(k));
     if (card) ctx.fields++;
-    o[maskString(k, ctx)] = walk(x, ctx, starred || card);
+    const key = maskString(k, ctx);
+    const val = walk(x, ctx, starred || card);
+    // A parsed `"__proto__"` member is an own property; plain assignment would set the
+    // prototype instead and silently drop the member from what is masked and recorded.
+    if (key === '__proto__') Object.defineProperty(o, key, { value: val, enumerable: true, writable: true, configurable: true });
+    else o[key] = val;
   }
   return o;
 }

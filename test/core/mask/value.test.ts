@@ -32,4 +32,10 @@ describe('mask: parsed values', () => {
     expect(out.p).to.equal('************1111');
     expect(out.self).to.equal(out);
   });
+
+  it('keeps a parsed "__proto__" member as a member, masked, without touching the prototype', () => {
+    const out = maskValue(JSON.parse('{"__proto__":{"pan":"4111111111111111"},"a":1}'));
+    expect(JSON.stringify(out)).to.equal('{"__proto__":{"pan":"************1111"},"a":1}');
+    expect(Object.getPrototypeOf(out)).to.equal(Object.prototype);
+  });
 });
