@@ -88,6 +88,17 @@ async function childUndici(upstream: Ready): Promise<void> {
   process.send!({ url: `https://127.0.0.1:${port}`, token: upstream.token, caPem: id.caPem, pid: process.pid } satisfies Ready);
 }
 
+/**
+ * KUBE_BENCH_AUDIT=off (a diagnostic, never a reported product figure): events are built but
+ * not chained or written, to tell the proxy's own cost from the audit writer's.
+ */
+const NULL_RECORD = { seq: 0, prevHash: '', hash: '' } as never;
+const nullAudit = {
+  append: () => NULL_RECORD,
+  flush: async () => undefined,
+  close: async () => undefined,
+};
+
 async function childSidecar(upstream: Ready): Promise<void> {
   const { startKubernetesProxy } = await import('../sidecar/kubernetes/proxy.js');
   const { parsePolicy } = await import('../core/policy/load.js');
@@ -112,7 +123,7 @@ spec:
   const audit = await openAuditWriter({ file: path.join(dir, 'audit.jsonl'), checkpointFile: false });
   const proxy = await startKubernetesProxy(
     { listen: '127.0.0.1:0', identityDir: path.join(dir, 'identity'), upstream: { server: upstream.url, caFile: path.join(dir, 'ca.crt'), tokenFile: path.join(dir, 'token') } },
-    { policy: { current: () => policy }, audit, log: createLogger('kube-bench', 'silent'), pod: { namespace: 'bench', name: 'agent-0', uid: 'u', serviceAccount: 'agent' } },
+    { policy: { current: () => policy }, audit: process.env.KUBE_BENCH_AUDIT === 'off' ? nullAudit : audit, log: createLogger('kube-bench', 'silent'), pod: { namespace: 'bench', name: 'agent-0', uid: 'u', serviceAccount: 'agent' } },
   );
   const token = (await readFile(path.join(dir, 'identity', 'token'), 'utf8')).trim();
   process.on('message', (m: string) => {

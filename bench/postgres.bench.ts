@@ -17,7 +17,8 @@
 //
 // Environment: BENCH_SECONDS (pgbench -T, default 30), BENCH_PG_SCALE (pgbench -i -s,
 // default 1), BENCH_COPY_ROWS (default 400000), BENCH_RSS_STATEMENTS (default 100000),
-// BENCH_SIDECAR_PROF=DIR (write a V8 CPU profile of the sidecar there).
+// BENCH_SIDECAR_PROF=DIR (write a V8 CPU profile of the sidecar there), BENCH_SIDECAR_NODE_ARGS
+// (more node flags for the sidecar, space-separated, e.g. `--max-semi-space-size=16`).
 // Pinning needs `taskset` and permission to re-pin the server's processes (root, as in CI).
 // All the selected benchmarks share one environment, started by the first and torn down
 // after the last (the cluster's own exit hook covers a crash).
@@ -235,6 +236,7 @@ class Environment {
     const stderr = path.join(this.dir, 'sidecar.stderr');
     // BENCH_SIDECAR_PROF=DIR: a V8 CPU profile of the sidecar, written when it exits (where the time goes).
     const prof = process.env.BENCH_SIDECAR_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_SIDECAR_PROF)}`] : [];
+    prof.push(...(process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean));
     this.sidecar = spawn(process.execPath, [...prof, MAIN, 'sidecar', '--config', config], {
       stdio: ['ignore', 'ignore', fs.openSync(stderr, 'w')],
       env: { ...process.env, AGENTGATE_POD_NAMESPACE: 'bench', AGENTGATE_POD_NAME: 'agent-0', AGENTGATE_SERVICE_ACCOUNT: 'agent', LOG_LEVEL: 'warn' },
@@ -273,8 +275,10 @@ async function throughput(env: Environment, mode: Mode, pinned: boolean): Promis
   const bouncer = await pgbench(env, 'pgbouncer', args, pinned);
   const bouncerCpu = cpuSeconds(env.pgbouncer!.pid!) - bouncerCpu0;
   const sidecarCpu0 = cpuSeconds(env.sidecar!.pid!);
+  const sidecarSys0 = cpuSeconds(env.sidecar!.pid!, 'system');
   const sidecar = await pgbench(env, 'sidecar', args, pinned);
   const sidecarCpu = cpuSeconds(env.sidecar!.pid!) - sidecarCpu0;
+  const sidecarSys = cpuSeconds(env.sidecar!.pid!, 'system') - sidecarSys0;
   const name = `pgbench-${mode}${pinned ? '-pinned' : ''}`;
   const setup = pinned ? 'server+pgbench on core 0, proxy on core 1' : 'unpinned, all cores shared';
   const sidecarUs = (sidecarCpu * 1e6) / sidecar.transactions;
@@ -282,7 +286,7 @@ async function throughput(env: Environment, mode: Mode, pinned: boolean): Promis
   return [
     { bench: name, value: sidecar.tps, unit: 'tps', direct: direct.tps, ratio: sidecar.tps / direct.tps, note: `sidecar; ${setup}; pgbench -S -M ${mode} -c ${CLIENTS} -T ${SECONDS}` },
     { bench: `${name}-pgbouncer`, value: sidecar.tps, unit: 'tps', direct: bouncer.tps, ratio: sidecar.tps / bouncer.tps, note: `direct = PgBouncer ${bouncer.tps.toFixed(0)} tps (${(bouncer.tps / direct.tps).toFixed(2)}x direct), session mode` },
-    { bench: `${name}-cpu`, value: sidecarUs, unit: 'µs CPU/txn', direct: bouncerUs, ratio: sidecarUs / bouncerUs, note: 'sidecar utime+stime per transaction; direct = PgBouncer\'s' },
+    { bench: `${name}-cpu`, value: sidecarUs, unit: 'µs CPU/txn', direct: bouncerUs, ratio: sidecarUs / bouncerUs, note: `sidecar utime+stime per transaction (system ${((sidecarSys * 1e6) / sidecar.transactions).toFixed(1)} µs: socket and file syscalls); direct = PgBouncer's` },
   ];
 }
 
@@ -452,11 +456,11 @@ async function setAffinity(pids: number[], cpus: string): Promise<void> {
 }
 
 /** User + system CPU seconds of a process (all its threads). */
-function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number, which: 'all' | 'system' = 'all'): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After "pid (comm) ", field 3 (state) is f[0]; utime and stime are fields 14 and 15.
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return (which === 'system' ? Number(f[12]) : Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
 function rssMiB(pid: number): number {

@@ -87,7 +87,9 @@ for (const [label, kubectl] of [['kubectl 1.33', KUBECTL_NEW], ['kubectl 1.27', 
       let out = '';
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       try {
-        await waitFor(() => out.includes('"ADDED"'));
+        // kubectl prints the object it GETs first, then watches from resourceVersion=0: a change
+        // made before that watch reaches the API server would arrive as its initial ADDED.
+        await waitFor(() => out.includes('"ADDED"') && h.double.openWatches > 0);
         h.double.put('configmaps', { metadata: { name: 'cards', namespace: 'payments' }, data: { note: `new card 5500 0000 0000 0004` } });
         await waitFor(() => out.includes('"MODIFIED"'));
       } finally {
