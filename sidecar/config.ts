@@ -239,7 +239,7 @@ export function parseSidecarConfig(text: string, file: string): SidecarConfig {
   return {
     file,
     postgres,
-    kubernetes: raw.kubernetes,
+    kubernetes: raw.kubernetes && resolveKubernetesPaths(raw.kubernetes, abs),
     approval: a
       ? {
           url: a.url,
@@ -275,3 +275,15 @@ export class SecretFile {
     return value;
   }
 }
+
+/** The `kubernetes` block's file paths, relative to the config file like every other path. */
+function resolveKubernetesPaths(k: KubernetesConfig, abs: (p: string | undefined) => string | undefined): KubernetesConfig {
+  return {
+    ...k,
+    ...(k.identityDir !== undefined ? { identityDir: abs(k.identityDir)! } : {}),
+    ...(k.sessionDir !== undefined ? { sessionDir: abs(k.sessionDir) } : {}),
+    ...(k.upstream ? { upstream: { ...k.upstream, caFile: abs(k.upstream.caFile), tokenFile: abs(k.upstream.tokenFile) } } : {}),
+    ...(k.oidc ? { oidc: k.oidc.map((o) => ({ ...o, caFile: abs(o.caFile) })) } : {}),
+  };
+}
+
