@@ -57,7 +57,27 @@ SQL
 unset PGPASSWORD
 echo "database 'payments' on 127.0.0.1:$pgport; the real password is only in the sidecar's secret file"
 
-say "4. The sidecar: the agent's only way to the database (127.0.0.1, trust on loopback)"
+say "4. The approval service (embedded storage) and a stand-in identity provider"
+# examples/demo-idp.mjs signs a pod-bound service-account token for the sidecar and an OIDC token
+# for the approver alice (group payments-oncall); in a cluster these come from the kubelet and your IdP.
+node examples/demo-idp.mjs "$work" > "$work/idp.url" &
+pids+=($!)
+for _ in $(seq 1 100); do [[ -s "$work/idp.url" ]] && break; sleep 0.1; done
+approval_port=$(free_port)
+cat > "$work/approval.yaml" <<YAML
+listen: 127.0.0.1:$approval_port
+metrics: false
+approvers: { issuer: "$(cat "$work/idp.url")", audience: agentgate-approvals, groupsClaim: groups }
+sidecars: { issuer: https://kubernetes.default.svc.cluster.local, jwksFile: ./sidecar-jwks.json }
+audit: { file: ./approval-audit.jsonl }
+YAML
+AGENTGATE_LOG_LEVEL=warn $AG approval --config "$work/approval.yaml" &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$approval_port/readyz" >/dev/null && break; sleep 0.1; done
+echo "approval service on 127.0.0.1:$approval_port"
+approvals() { $AG approvals "$@" --server "http://127.0.0.1:$approval_port" --token-file "$work/alice.token"; }
+
+say "5. The sidecar: the agent's only way to the database (127.0.0.1, trust on loopback)"
 printf 'real-db-password' > "$work/db-password"
 run $AG audit keygen --out "$work/keys"
 proxy=$(free_port); health=$(free_port); metrics=$(free_port)
@@ -68,6 +88,7 @@ postgres:
     upstream: { host: 127.0.0.1, port: $pgport, database: payments, user: agent_rw, passwordFile: ./db-password }
 policy: { file: $PWD/examples/policies/payments.yaml }
 audit: { file: ./audit.jsonl, signingKeyFile: ./keys/audit-signing.key.pem }
+approval: { url: "http://127.0.0.1:$approval_port", tokenFile: ./sidecar.token }
 health: { listen: 127.0.0.1:$health }
 metrics: { listen: 127.0.0.1:$metrics }
 YAML
@@ -79,24 +100,46 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$health/healthz/ready" >/de
 echo "sidecar ready on 127.0.0.1:$proxy"
 agent() { psql -h 127.0.0.1 -p "$proxy" -U agent -d payments -X -v ON_ERROR_STOP=0 "$@"; }
 
-say "5. The agent reads cards: PANs masked in text and JSON columns, cvv column starred"
+say "6. The agent reads cards: PANs masked in text and JSON columns, cvv column starred"
 run agent -c "SELECT id, holder, pan, cvv, meta FROM cards ORDER BY id"
-say "6. The agent tries to destroy data: refused with SQLSTATE 42501, connection stays usable"
+say "7. The agent tries to destroy data: refused with SQLSTATE 42501, connection stays usable"
 run agent -c "DROP TABLE cards" -c "SELECT count(*) AS cards_still_there FROM cards" 2>&1 || true
-say "7. A statement needing a human approver: fails closed until approved"
-run agent -c "UPDATE orders SET amount = 0 WHERE id = 1" 2>&1 || true
-say "8. SQL that does not parse is refused with PostgreSQL's own answer"
+say "8. A statement needing a human approver: held until alice approves"
+pending_id() {
+  for _ in $(seq 1 100); do
+    id=$(approvals list --state pending -o json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);const a=Array.isArray(j)?j:(j.items??j.approvals??[]);process.stdout.write(a[0]?.id??"")}catch{}})')
+    [[ -n "$id" ]] && { echo "$id"; return; }
+    sleep 0.2
+  done
+}
+echo '$ agent -c "UPDATE orders SET amount = 0 WHERE id = 1"   (in the background: it waits)'
+agent -c "UPDATE orders SET amount = 0 WHERE id = 1" > "$work/update.out" 2>&1 &
+held=$!
+id=$(pending_id)
+run approvals list --state pending
+run approvals approve "$id" --reason "OPS-42: refund the test order"
+wait "$held" || true
+cat "$work/update.out"
+say "9. The same kind of statement, denied by the approver"
+echo '$ agent -c "UPDATE orders SET amount = 0 WHERE id = 2"   (in the background: it waits)'
+agent -c "UPDATE orders SET amount = 0 WHERE id = 2" > "$work/update2.out" 2>&1 &
+held=$!
+id=$(pending_id)
+run approvals deny "$id" --reason "not during the payment freeze"
+wait "$held" || true
+cat "$work/update2.out"
+say "10. SQL that does not parse is refused with PostgreSQL's own answer"
 run agent -c "SELEC 1" 2>&1 || true
 
-say "9. Metrics"
+say "11. Metrics"
 curl -s "http://127.0.0.1:$metrics/metrics" | grep -E '^agentgate_(policy_decisions_total|pans_masked_total|postgres_statements_total)' | head -8 || true
 
 kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; pids=()
-say "10. The audit trail: every statement, masked, hash-chained"
+say "12. The audit trail: every statement, masked, hash-chained"
 run tail -n 3 "$work/audit.jsonl" | cut -c1-400
 if grep -q '4111 1111 1111 1111\|5500000000000004\|378282246310005' "$work/audit.jsonl"; then echo "FAIL: a raw PAN reached the audit log"; exit 1; else echo "no raw PAN in the audit log"; fi
 run $AG audit verify "$work/audit.jsonl" --key "$work/keys/audit-signing.pub.pem"
-say "11. Someone edits one event after the fact: verify points at it"
+say "13. Someone edits one event after the fact: verify points at it"
 n=$(grep -n '"action":"deny"' "$work/audit.jsonl" | head -1 | cut -d: -f1)
 echo "(turning the denied DROP on line $n into an allow)"
 sed "${n}s/\"action\":\"deny\"/\"action\":\"allow\"/" "$work/audit.jsonl" > "$work/tampered.jsonl"
