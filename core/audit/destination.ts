@@ -1,8 +1,11 @@
 // Where audit lines go (pino's destination before the writer serialized lines
 // itself, see writer.ts): an append-only file descriptor with one write in flight
-// at a time, each write taking everything queued so far. The first line of a turn
-// waits for setImmediate, so that every record appended in one event-loop turn
-// (a busy proxy appends many) leaves in one joined write, not one plus the rest.
+// at a time, each write taking everything queued so far. The first line queued
+// waits up to BATCH_MS (or until BATCH_BYTES are queued), so that the records of
+// many requests leave in one joined write: one threadpool write per transaction
+// cost a PostgreSQL proxy ~13 µs of CPU per transaction (measured with pgbench -S).
+// Durability is unchanged: fsync runs every 100 ms anyway (writer.ts), and flush()
+// waits for the queue.
 //
 // Why not pino.destination (sonic-boom): it writes at most `maxWrite` (16 KiB) per
 // fs.write and so drains at most 16 KiB per event-loop turn; a busy proxy that
@@ -15,6 +18,8 @@ import { EventEmitter } from 'node:events';
 import { fsync, write } from 'node:fs';
 
 const MAX_BATCH = 4 * 1024 * 1024;
+const BATCH_MS = 2;
+const BATCH_BYTES = 64 * 1024;
 // A non-blocking pipe (stdout) that is full answers EAGAIN: wait, then try again.
 const EAGAIN_RETRY_MS = 5;
 
@@ -28,6 +33,7 @@ export class AppendDestination extends EventEmitter {
   private inFlight = 0;
   private writing = false;
   private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
 
   constructor(readonly fd: number) {
@@ -48,6 +54,10 @@ export class AppendDestination extends EventEmitter {
     this.onQueued?.(bytes);
     if (!this.writing && !this.scheduled) {
       this.scheduled = true;
+      this.timer = setTimeout(this.kick, BATCH_MS);
+    } else if (this.scheduled && this.queuedBytes >= BATCH_BYTES && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
       setImmediate(this.kick);
     }
     return true;
@@ -55,11 +65,18 @@ export class AppendDestination extends EventEmitter {
 
   private readonly kick = (): void => {
     this.scheduled = false;
+    this.timer = undefined;
     if (!this.writing) this.next();
   };
 
   /** Calls back once everything queued before it is written and fsynced. */
   flush(cb: (err?: Error | null) => void): void {
+    // Someone waits for durability: do not sit out the batching delay.
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      setImmediate(this.kick);
+    }
     this.whenIdle(() => {
       if (this.destroyed) {
         cb(new Error('audit destination destroyed'));

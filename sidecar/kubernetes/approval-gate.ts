@@ -17,12 +17,16 @@
 
 import { createHash } from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
-import type { ApprovalSpec, Decision, KubeRequest } from '../../core/policy/types.js';
-import { ApprovalRefused, ApprovalUnavailable, howToApprove, specToInput } from '../../approval/client.js';
+import type { Decision, KubeRequest } from '../../core/policy/types.js';
+import { ApprovalRefused, howToApprove, specToInput } from '../../approval/client.js';
 import type { ApprovalClient } from '../../approval/client.js';
 import type { ApprovalRequest, CreateApprovalInput } from '../../approval/types.js';
+import { DEFAULT_SPEC, describe, holdForApproval, refusal, unavailable, useApproval } from '../approval-hold.js';
+import type { ApprovalRecord, HoldOutcome } from '../approval-hold.js';
 import { status, targetPhrase } from './status.js';
 import type { StatusObject } from './status.js';
+
+export type { ApprovalRecord } from '../approval-hold.js';
 
 /** The header an agent may set to tell approvers why (optional; never forwarded upstream). */
 export const JUSTIFICATION_HEADER = 'agentgate-justification';
@@ -32,16 +36,6 @@ const MAX_JUSTIFICATION = 2000;
 const INLINE_BODY = 16 * 1024;
 /** How many deferred requests the gate remembers (oldest forgotten first). */
 const DEFERRED_MEMORY = 1024;
-
-/** Matches what the policy engine gives when a rule has no approval block (core/policy/rules.ts defaults). */
-const DEFAULT_SPEC: ApprovalSpec = { mode: 'wait', scope: 'once', waitSeconds: 120, windowMinutes: 15, approverGroups: [], minApprovals: 1 };
-
-/** What audit events carry about the approval. */
-export interface ApprovalRecord {
-  id: string;
-  approver?: string;
-  state: string;
-}
 
 export interface KubeApprovalOutcome {
   forward: boolean;
@@ -117,90 +111,30 @@ export class KubeApprovalGate {
       ...(justification ? { justification } : {}),
       ...(r.identity.via === 'oidc' ? { subject: r.identity.subject, ...(r.identity.issuer ? { issuer: r.identity.issuer } : {}) } : {}),
     };
-    const ctx = { rule, request: r.request };
+    const ctx: Ctx = { rule, request: r.request, retryAfterSeconds: this.opts.retryAfterSeconds };
+    if (spec.mode !== 'defer') return answer(ctx, await holdForApproval(this.client, { input, spec, signal: r.signal }));
 
-    if (spec.mode === 'defer') {
-      const key = `${r.identity.subject}\0${r.identity.issuer ?? ''}\0${rule}\0${operation}`;
-      const known = this.deferred.get(key);
-      if (known) {
-        let prev: ApprovalRequest | undefined;
-        try {
-          prev = await this.client.get(known);
-        } catch (err) {
-          if (!(err instanceof ApprovalRefused)) return unavailable(ctx, err, known);
-          // not-found and the like: ask afresh below
-        }
-        if (prev && (prev.state === 'denied' || prev.state === 'expired')) {
-          this.deferred.delete(key);
-          return refused(ctx, prev, describe(prev));
-        }
-        if (prev?.state === 'approved') return this.use(ctx, prev, key);
-        if (!prev || prev.state !== 'pending') this.deferred.delete(key);
-      }
-      let req: ApprovalRequest;
+    const key = `${r.identity.subject}\0${r.identity.issuer ?? ''}\0${rule}\0${operation}`;
+    const known = this.deferred.get(key);
+    const forget = (): void => void this.deferred.delete(key);
+    if (known) {
+      let prev: ApprovalRequest | undefined;
       try {
-        req = await this.client.create(input);
+        prev = await this.client.get(known);
       } catch (err) {
-        return unavailable(ctx, err);
+        if (!(err instanceof ApprovalRefused)) return answer(ctx, unavailable(err, 'create', known));
+        // not-found and the like: ask afresh below
       }
-      if (req.state === 'approved') return this.use(ctx, req, key);
-      if (req.state !== 'pending') return refused(ctx, req, describe(req));
-      this.remember(key, req.id);
-      const after = this.opts.retryAfterSeconds;
-      return {
-        forward: false,
-        reason: `approval ${req.id} is pending (mode defer): refused until approved`,
-        approval: record(req),
-        headers: { 'retry-after': String(after) },
-        status: status(
-          429,
-          'TooManyRequests',
-          `${targetPhrase(r.request)} needs approval: rule '${rule}' requires a human approval; ${howToApprove(req.id)}; retry the request once it is approved (approval ${req.id} is pending)`,
-          r.request,
-          after,
-        ),
-      };
-    }
-
-    let req: ApprovalRequest;
-    try {
-      req = await this.client.create(input);
-    } catch (err) {
-      return unavailable(ctx, err);
-    }
-    if (req.state === 'approved') return this.use(ctx, req);
-    if (req.state !== 'pending') return refused(ctx, req, describe(req));
-    let final: ApprovalRequest | undefined;
-    try {
-      final = await this.client.waitForDecision(req.id, { timeoutMs: spec.waitSeconds * 1000, signal: r.signal });
-    } catch (err) {
-      if (!r.signal.aborted) {
-        void this.client.cancel(req.id).catch(() => undefined);
-        return unavailable(ctx, err, req.id);
+      if (prev && (prev.state === 'denied' || prev.state === 'expired')) {
+        this.deferred.delete(key);
+        return answer(ctx, refusal(prev, describe(prev), 'create'));
       }
+      if (prev?.state === 'approved') return answer(ctx, await useApproval(this.client, prev, forget));
+      if (!prev || prev.state !== 'pending') this.deferred.delete(key);
     }
-    if (r.signal.aborted && (final === undefined || final.state === 'pending')) {
-      const cancelled = await this.client.cancel(req.id).catch(() => undefined);
-      return {
-        forward: false,
-        reason: `the client disconnected while approval ${req.id} was pending; the request was cancelled`,
-        approval: { id: req.id, state: cancelled?.state ?? 'cancelled' },
-        status: status(499, 'Timeout', `agentgate: the client went away while approval ${req.id} was pending`, r.request),
-      };
-    }
-    if (final === undefined) return unavailable(ctx, new Error('no answer'), req.id);
-    if (final.state === 'approved') return this.use(ctx, final);
-    if (final.state === 'pending') {
-      const c = await this.client.cancel(req.id).catch(() => undefined);
-      // A decision that landed between the last poll and the cancel still counts.
-      if (c === undefined) {
-        const now = await this.client.get(req.id).catch(() => undefined);
-        if (now?.state === 'approved') return this.use(ctx, now);
-      }
-      const sentence = `approval ${req.id} was not decided within ${spec.waitSeconds}s; the request was not sent and the approval request is cancelled (send it again to ask again)`;
-      return { forward: false, reason: sentence, approval: { id: req.id, state: c?.state ?? 'cancelled' }, status: forbidden(ctx, sentence) };
-    }
-    return refused(ctx, final, describe(final));
+    const o = await holdForApproval(this.client, { input, spec, signal: r.signal, beforeUse: forget });
+    if (o.kind === 'deferred' && o.request) this.remember(key, o.request.id);
+    return answer(ctx, o);
   }
 
   private remember(key: string, id: string): void {
@@ -208,73 +142,59 @@ export class KubeApprovalGate {
     this.deferred.set(key, id);
     if (this.deferred.size > DEFERRED_MEMORY) this.deferred.delete(this.deferred.keys().next().value as string);
   }
-
-  private async use(ctx: Ctx, req: ApprovalRequest, deferKey?: string): Promise<KubeApprovalOutcome> {
-    if (deferKey) this.deferred.delete(deferKey);
-    let used: ApprovalRequest;
-    try {
-      used = await this.client.use(req.id);
-    } catch (err) {
-      if (err instanceof ApprovalRefused) return refused(ctx, req, err.message);
-      return unavailable(ctx, err, req.id);
-    }
-    return { forward: true, reason: describe({ ...used, state: 'approved' }), approval: record({ ...used, decisions: used.decisions.length ? used.decisions : req.decisions }) };
-  }
 }
 
 interface Ctx {
   rule: string;
   request: KubeRequest;
+  /** Retry-After of a `defer` 429. */
+  retryAfterSeconds: number;
+}
+
+/** The neutral outcome as the proxy's answer: forward, or the Status (and headers) that refuse the request. */
+function answer(ctx: Ctx, o: HoldOutcome): KubeApprovalOutcome {
+  const id = o.record?.id ?? '';
+  const approval = o.record ? { approval: o.record } : {};
+  switch (o.kind) {
+    case 'approved':
+      return { forward: true, reason: o.sentence, ...approval };
+    case 'deferred':
+      return {
+        forward: false,
+        reason: o.sentence,
+        ...approval,
+        headers: { 'retry-after': String(ctx.retryAfterSeconds) },
+        status: status(
+          429,
+          'TooManyRequests',
+          `${targetPhrase(ctx.request)} needs approval: rule '${ctx.rule}' requires a human approval; ${howToApprove(id)}; retry the request once it is approved (approval ${id} is pending)`,
+          ctx.request,
+          ctx.retryAfterSeconds,
+        ),
+      };
+    case 'aborted':
+      return {
+        forward: false,
+        reason: `the client disconnected while approval ${id} was pending; the request was cancelled`,
+        ...approval,
+        status: status(499, 'Timeout', `agentgate: the client went away while approval ${id} was pending`, ctx.request),
+      };
+    case 'timeout': {
+      const sentence = `${o.sentence}; the request was not sent and the approval request is cancelled (send it again to ask again)`;
+      return { forward: false, reason: sentence, ...approval, status: forbidden(ctx, sentence) };
+    }
+    case 'unavailable': {
+      const why = o.clientFailed ? `the approval client failed: ${o.sentence}` : o.sentence;
+      const sentence = `approval required, but no decision could be obtained (fail closed): ${why}`;
+      return { forward: false, reason: sentence, ...approval, status: forbidden(ctx, sentence) };
+    }
+    default:
+      return { forward: false, reason: o.sentence, ...approval, status: forbidden(ctx, o.sentence) };
+  }
 }
 
 function forbidden(ctx: Ctx, sentence: string): StatusObject {
   return status(403, 'Forbidden', `${targetPhrase(ctx.request)} is forbidden: ${sentence} (rule '${ctx.rule}')`, ctx.request);
-}
-
-function approvers(r: ApprovalRequest, verdict: 'approve' | 'deny'): string[] {
-  return r.decisions.filter((d) => d.verdict === verdict).map((d) => d.approver);
-}
-
-function record(r: ApprovalRequest): ApprovalRecord {
-  const by = approvers(r, r.state === 'denied' ? 'deny' : 'approve');
-  return { id: r.id, state: r.state, ...(by.length ? { approver: by.join(', ') } : {}) };
-}
-
-/** One sentence naming the approval and its outcome. */
-function describe(r: ApprovalRequest): string {
-  switch (r.state) {
-    case 'approved': {
-      const by = approvers(r, 'approve');
-      return `approval ${r.id} was approved${by.length ? ` by ${by.join(', ')}` : ''}`;
-    }
-    case 'denied': {
-      const d = r.decisions.find((x) => x.verdict === 'deny');
-      return `approval ${r.id} was denied${d ? ` by ${d.approver}: ${d.reason}` : ''}`;
-    }
-    case 'expired':
-      return `approval ${r.id} expired before it was decided`;
-    case 'cancelled':
-      return `approval ${r.id} was cancelled`;
-    case 'used':
-      return `approval ${r.id} was already used`;
-    default:
-      return `approval ${r.id} is ${r.state}`;
-  }
-}
-
-function refused(ctx: Ctx, r: ApprovalRequest, sentence: string): KubeApprovalOutcome {
-  return { forward: false, reason: sentence, approval: record(r), status: forbidden(ctx, sentence) };
-}
-
-function unavailable(ctx: Ctx, err: unknown, id?: string): KubeApprovalOutcome {
-  const why = err instanceof ApprovalUnavailable || err instanceof ApprovalRefused ? err.message : `the approval client failed: ${(err as Error).message}`;
-  const sentence = `approval required, but no decision could be obtained (fail closed): ${why}`;
-  return {
-    forward: false,
-    reason: sentence,
-    ...(id ? { approval: { id, state: 'unknown' } } : {}),
-    status: forbidden(ctx, sentence),
-  };
 }
 
 /** The refusal when a rule needs approval and this sidecar has no approval service configured. */

@@ -12,18 +12,15 @@
 
 import { fingerprintSync } from 'libpg-query';
 import type { Identity } from '../../core/identity.js';
-import type { ApprovalSpec, Decision } from '../../core/policy/types.js';
-import { ApprovalRefused, ApprovalUnavailable, howToApprove, specToInput } from '../../approval/client.js';
+import type { Decision } from '../../core/policy/types.js';
+import { howToApprove, specToInput } from '../../approval/client.js';
 import type { ApprovalClient } from '../../approval/client.js';
-import type { ApprovalRequest, CreateApprovalInput } from '../../approval/types.js';
+import type { CreateApprovalInput } from '../../approval/types.js';
+import { DEFAULT_SPEC, holdForApproval } from '../approval-hold.js';
+import type { ApprovalRecord, HoldKind, HoldOutcome } from '../approval-hold.js';
 import type { PgErrorFields } from './wire.js';
 
-/** What audit events carry about the approval. */
-export interface ApprovalRecord {
-  id: string;
-  approver?: string;
-  state: string;
-}
+export type { ApprovalRecord } from '../approval-hold.js';
 
 /** A bounded label for metrics. */
 export type HoldResult = 'approved' | 'denied' | 'expired' | 'timeout' | 'cancelled' | 'deferred' | 'unavailable';
@@ -52,8 +49,17 @@ export interface HoldRequest {
 /** Why a hold was aborted: the session sets this as the abort reason. */
 export type AbortCause = 'cancel' | 'disconnect';
 
-/** Matches what the policy engine gives when a rule has no approval block (core/policy/rules.ts defaults). */
-const DEFAULT_SPEC: ApprovalSpec = { mode: 'wait', scope: 'once', waitSeconds: 120, windowMinutes: 15, approverGroups: [], minApprovals: 1 };
+const RESULT: Record<HoldKind, HoldResult> = {
+  approved: 'approved',
+  denied: 'denied',
+  expired: 'expired',
+  cancelled: 'cancelled',
+  used: 'unavailable',
+  timeout: 'timeout',
+  aborted: 'cancelled',
+  deferred: 'deferred',
+  unavailable: 'unavailable',
+};
 
 export class PgApprovalGate {
   constructor(private readonly client: ApprovalClient) {}
@@ -70,147 +76,80 @@ export class PgApprovalGate {
       ...(spec.scope === 'window' ? { fingerprint: fingerprintOf(r.sql) } : {}),
       ...(r.identity.via === 'oidc' ? { subject: r.identity.subject, issuer: r.identity.issuer } : {}),
     };
-    let req: ApprovalRequest;
-    try {
-      req = await this.client.create(input);
-    } catch (err) {
-      return unavailable(rule, err);
-    }
-    if (req.state === 'approved') return this.use(req, rule);
-    if (req.state !== 'pending') return refused(req, rule, `approval ${req.id} is ${req.state}`);
-    if (spec.mode === 'defer') {
+    const o = await holdForApproval(this.client, {
+      input,
+      spec,
+      signal: r.signal,
+      onWait: (req) => r.notice(`agentgate: statement held for approval by rule "${rule}": ${howToApprove(req.id)}; waiting up to ${spec.waitSeconds}s`, `approval ${req.id}`),
+    });
+    return answer(o, rule, r.signal.reason as AbortCause);
+  }
+}
+
+/** The neutral outcome as the session's answer: run the statement, or the ErrorResponse fields that refuse it. */
+function answer(o: HoldOutcome, rule: string, cause: AbortCause): ApprovalOutcome {
+  const result = RESULT[o.kind];
+  const id = o.record?.id ?? '';
+  const approval = o.record ? { approval: o.record } : {};
+  switch (o.kind) {
+    case 'approved':
+      return { forward: true, result, reason: o.sentence, ...approval };
+    case 'deferred':
       return {
         forward: false,
-        result: 'deferred',
-        reason: `approval ${req.id} is pending (mode defer): refused until approved`,
-        approval: record(req),
+        result,
+        reason: o.sentence,
+        ...approval,
         error: {
           severity: 'ERROR',
           code: '42501',
-          message: `agentgate: approval required by rule "${rule}": ${howToApprove(req.id)}; run the statement again once it is approved`,
-          detail: `approval ${req.id} is pending`,
-          hint: `Ask an approver to run: agentgate approvals approve ${req.id}`,
+          message: `agentgate: approval required by rule "${rule}": ${howToApprove(id)}; run the statement again once it is approved`,
+          detail: `approval ${id} is pending`,
+          hint: `Ask an approver to run: agentgate approvals approve ${id}`,
+        },
+      };
+    case 'aborted':
+      return {
+        forward: false,
+        result,
+        reason: cause === 'disconnect' ? `the client disconnected while approval ${id} was pending` : `the client cancelled the statement while approval ${id} was pending`,
+        ...approval,
+        error: { severity: 'ERROR', code: '57014', message: 'canceling statement due to user request', detail: `agentgate: approval ${id} was cancelled` },
+      };
+    case 'timeout':
+      return {
+        forward: false,
+        result,
+        reason: o.sentence,
+        ...approval,
+        error: {
+          severity: 'ERROR',
+          code: '42501',
+          message: `agentgate: ${o.sentence} (rule "${rule}"); the statement was not run and the request is cancelled`,
+          hint: 'Run the statement again to ask again, or ask an approver to be ready.',
+        },
+      };
+    case 'unavailable': {
+      const why = o.clientFailed ? `approval client failed: ${o.sentence}` : o.sentence;
+      return {
+        forward: false,
+        result,
+        reason: `fail closed: ${why}`,
+        ...approval,
+        error: {
+          severity: 'ERROR',
+          code: '42501',
+          message: `agentgate: approval required by rule "${rule}", but no decision could be obtained: ${why}`,
+          hint: 'The statement is refused because the approval service gave no trustworthy answer (fail closed). Try again later.',
         },
       };
     }
-    r.notice(`agentgate: statement held for approval by rule "${rule}": ${howToApprove(req.id)}; waiting up to ${spec.waitSeconds}s`, `approval ${req.id}`);
-    let final: ApprovalRequest | undefined;
-    try {
-      final = await this.client.waitForDecision(req.id, { timeoutMs: spec.waitSeconds * 1000, signal: r.signal });
-    } catch (err) {
-      if (!r.signal.aborted) {
-        void this.client.cancel(req.id).catch(() => undefined);
-        return unavailable(rule, err, req.id);
-      }
-    }
-    if (r.signal.aborted && (final === undefined || final.state === 'pending')) {
-      const cancelled = await this.client.cancel(req.id).catch(() => undefined);
-      const cause = r.signal.reason as AbortCause;
-      const st = cancelled?.state ?? 'cancelled';
-      return {
-        forward: false,
-        result: 'cancelled',
-        reason: cause === 'disconnect' ? `the client disconnected while approval ${req.id} was pending` : `the client cancelled the statement while approval ${req.id} was pending`,
-        approval: { id: req.id, state: st },
-        error: { severity: 'ERROR', code: '57014', message: 'canceling statement due to user request', detail: `agentgate: approval ${req.id} was cancelled` },
-      };
-    }
-    if (final === undefined) return unavailable(rule, new Error('no answer'), req.id);
-    switch (final.state) {
-      case 'approved':
-        return this.use(final, rule);
-      case 'pending': {
-        const c = await this.client.cancel(req.id).catch(() => undefined);
-        // A decision that landed between the last poll and the cancel still counts.
-        if (c === undefined) {
-          const now = await this.client.get(req.id).catch(() => undefined);
-          if (now?.state === 'approved') return this.use(now, rule);
-        }
-        return {
-          forward: false,
-          result: 'timeout',
-          reason: `approval ${req.id} was not decided within ${spec.waitSeconds}s`,
-          approval: { id: req.id, state: c?.state ?? 'cancelled' },
-          error: {
-            severity: 'ERROR',
-            code: '42501',
-            message: `agentgate: approval ${req.id} was not decided within ${spec.waitSeconds}s (rule "${rule}"); the statement was not run and the request is cancelled`,
-            hint: 'Run the statement again to ask again, or ask an approver to be ready.',
-          },
-        };
-      }
-      default:
-        return refused(final, rule, describe(final));
+    default: {
+      // The service's first answer is stated as it is; later ones are described.
+      const sentence = o.step === 'create' && o.request ? `approval ${o.request.id} is ${o.request.state}` : o.sentence;
+      return { forward: false, result, reason: sentence, ...approval, error: { severity: 'ERROR', code: '42501', message: `agentgate: permission denied: ${sentence} (rule "${rule}")` } };
     }
   }
-
-  private async use(req: ApprovalRequest, rule: string): Promise<ApprovalOutcome> {
-    let used: ApprovalRequest;
-    try {
-      used = await this.client.use(req.id);
-    } catch (err) {
-      if (err instanceof ApprovalRefused) return refused(req, rule, err.message);
-      return unavailable(rule, err, req.id);
-    }
-    return { forward: true, result: 'approved', reason: describe({ ...used, state: 'approved' }), approval: record(used) };
-  }
-}
-
-function approvers(r: ApprovalRequest, verdict: 'approve' | 'deny'): string[] {
-  return r.decisions.filter((d) => d.verdict === verdict).map((d) => d.approver);
-}
-
-function record(r: ApprovalRequest): ApprovalRecord {
-  const by = approvers(r, r.state === 'denied' ? 'deny' : 'approve');
-  return { id: r.id, state: r.state, ...(by.length ? { approver: by.join(', ') } : {}) };
-}
-
-/** One sentence naming the approval and its outcome. */
-function describe(r: ApprovalRequest): string {
-  switch (r.state) {
-    case 'approved': {
-      const by = approvers(r, 'approve');
-      return `approval ${r.id} was approved${by.length ? ` by ${by.join(', ')}` : ''}`;
-    }
-    case 'denied': {
-      const d = r.decisions.find((x) => x.verdict === 'deny');
-      return `approval ${r.id} was denied${d ? ` by ${d.approver}: ${d.reason}` : ''}`;
-    }
-    case 'expired':
-      return `approval ${r.id} expired before it was decided`;
-    case 'cancelled':
-      return `approval ${r.id} was cancelled`;
-    case 'used':
-      return `approval ${r.id} was already used`;
-    default:
-      return `approval ${r.id} is ${r.state}`;
-  }
-}
-
-function refused(r: ApprovalRequest, rule: string, sentence: string): ApprovalOutcome {
-  return {
-    forward: false,
-    result: r.state === 'denied' ? 'denied' : r.state === 'expired' ? 'expired' : r.state === 'cancelled' ? 'cancelled' : 'unavailable',
-    reason: sentence,
-    approval: record(r),
-    error: { severity: 'ERROR', code: '42501', message: `agentgate: permission denied: ${sentence} (rule "${rule}")` },
-  };
-}
-
-function unavailable(rule: string, err: unknown, id?: string): ApprovalOutcome {
-  const why = err instanceof ApprovalUnavailable || err instanceof ApprovalRefused ? err.message : `approval client failed: ${(err as Error).message}`;
-  return {
-    forward: false,
-    result: 'unavailable',
-    reason: `fail closed: ${why}`,
-    ...(id ? { approval: { id, state: 'unknown' } } : {}),
-    error: {
-      severity: 'ERROR',
-      code: '42501',
-      message: `agentgate: approval required by rule "${rule}", but no decision could be obtained: ${why}`,
-      hint: 'The statement is refused because the approval service gave no trustworthy answer (fail closed). Try again later.',
-    },
-  };
 }
 
 /** libpg-query's fingerprint (same statement shape, any literals): what a `window` approval is bound to. */
