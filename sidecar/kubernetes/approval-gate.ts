@@ -14,6 +14,8 @@
 // The service reuses an approval in scope on create, but a denied request is not reused
 // (a new create would open a fresh pending request), so the gate remembers, per identity
 // and operation, the request a `defer` answer named: the retry asks about that one first.
+// The hold itself is protocol-neutral (../approval-hold.ts); this file words its outcome
+// as a Kubernetes Status (403, 429 + Retry-After, 499).
 
 import { createHash } from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
@@ -126,11 +128,11 @@ export class KubeApprovalGate {
         // not-found and the like: ask afresh below
       }
       if (prev && (prev.state === 'denied' || prev.state === 'expired')) {
-        this.deferred.delete(key);
+        forget();
         return answer(ctx, refusal(prev, describe(prev), 'create'));
       }
       if (prev?.state === 'approved') return answer(ctx, await useApproval(this.client, prev, forget));
-      if (!prev || prev.state !== 'pending') this.deferred.delete(key);
+      if (!prev || prev.state !== 'pending') forget();
     }
     const o = await holdForApproval(this.client, { input, spec, signal: r.signal, beforeUse: forget });
     if (o.kind === 'deferred' && o.request) this.remember(key, o.request.id);

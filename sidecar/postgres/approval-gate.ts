@@ -9,6 +9,8 @@
 //   mode defer → create; refuse at once unless the service already holds an approval in
 //                scope (the agent's retry after approval finds it and passes).
 // Aborting `signal` (CancelRequest, client gone) cancels the pending request.
+// The hold itself is protocol-neutral (../approval-hold.ts); this file words its outcome
+// as PostgreSQL: a NoticeResponse while waiting, ErrorResponse fields when refused.
 
 import { fingerprintSync } from 'libpg-query';
 import type { Identity } from '../../core/identity.js';
@@ -89,65 +91,58 @@ export class PgApprovalGate {
 /** The neutral outcome as the session's answer: run the statement, or the ErrorResponse fields that refuse it. */
 function answer(o: HoldOutcome, rule: string, cause: AbortCause): ApprovalOutcome {
   const result = RESULT[o.kind];
-  const id = o.record?.id ?? '';
   const approval = o.record ? { approval: o.record } : {};
+  if (o.kind === 'approved') return { forward: true, result, reason: o.sentence, ...approval };
+  const [reason, error] = refusal(o, rule, cause);
+  return { forward: false, result, reason, ...approval, error };
+}
+
+/** The audit reason and the client's error for a refused statement. */
+function refusal(o: HoldOutcome, rule: string, cause: AbortCause): [string, PgErrorFields] {
+  const id = o.record?.id ?? '';
   switch (o.kind) {
-    case 'approved':
-      return { forward: true, result, reason: o.sentence, ...approval };
     case 'deferred':
-      return {
-        forward: false,
-        result,
-        reason: o.sentence,
-        ...approval,
-        error: {
+      return [
+        o.sentence,
+        {
           severity: 'ERROR',
           code: '42501',
           message: `agentgate: approval required by rule "${rule}": ${howToApprove(id)}; run the statement again once it is approved`,
           detail: `approval ${id} is pending`,
           hint: `Ask an approver to run: agentgate approvals approve ${id}`,
         },
-      };
+      ];
     case 'aborted':
-      return {
-        forward: false,
-        result,
-        reason: cause === 'disconnect' ? `the client disconnected while approval ${id} was pending` : `the client cancelled the statement while approval ${id} was pending`,
-        ...approval,
-        error: { severity: 'ERROR', code: '57014', message: 'canceling statement due to user request', detail: `agentgate: approval ${id} was cancelled` },
-      };
+      return [
+        cause === 'disconnect' ? `the client disconnected while approval ${id} was pending` : `the client cancelled the statement while approval ${id} was pending`,
+        { severity: 'ERROR', code: '57014', message: 'canceling statement due to user request', detail: `agentgate: approval ${id} was cancelled` },
+      ];
     case 'timeout':
-      return {
-        forward: false,
-        result,
-        reason: o.sentence,
-        ...approval,
-        error: {
+      return [
+        o.sentence,
+        {
           severity: 'ERROR',
           code: '42501',
           message: `agentgate: ${o.sentence} (rule "${rule}"); the statement was not run and the request is cancelled`,
           hint: 'Run the statement again to ask again, or ask an approver to be ready.',
         },
-      };
+      ];
     case 'unavailable': {
       const why = o.clientFailed ? `approval client failed: ${o.sentence}` : o.sentence;
-      return {
-        forward: false,
-        result,
-        reason: `fail closed: ${why}`,
-        ...approval,
-        error: {
+      return [
+        `fail closed: ${why}`,
+        {
           severity: 'ERROR',
           code: '42501',
           message: `agentgate: approval required by rule "${rule}", but no decision could be obtained: ${why}`,
           hint: 'The statement is refused because the approval service gave no trustworthy answer (fail closed). Try again later.',
         },
-      };
+      ];
     }
     default: {
       // The service's first answer is stated as it is; later ones are described.
       const sentence = o.step === 'create' && o.request ? `approval ${o.request.id} is ${o.request.state}` : o.sentence;
-      return { forward: false, result, reason: sentence, ...approval, error: { severity: 'ERROR', code: '42501', message: `agentgate: permission denied: ${sentence} (rule "${rule}")` } };
+      return [sentence, { severity: 'ERROR', code: '42501', message: `agentgate: permission denied: ${sentence} (rule "${rule}")` }];
     }
   }
 }
