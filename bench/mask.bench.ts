@@ -5,6 +5,7 @@
 
 import type { Benchmark, BenchResult } from './types.js';
 import { createJsonMasker, createTextMasker, maskInPlace } from '../core/mask/index.js';
+import { luhnComplete } from '../test/support/cards.js';
 
 const CHUNK = 64 * 1024;
 const SIZE = 16 * 1024 * 1024;
@@ -18,18 +19,6 @@ function rnd(n: number): number {
 
 const WORDS = ['the', 'agent', 'read', 'pod', 'payments', 'GET', '/api/v1/namespaces', 'status', 'ok', 'latency', 'ms', 'user', 'id', 'order', 'shipped', 'error', 'retry', 'connection', 'select', 'from', 'where', 'é', 'ü'];
 
-function luhnComplete(body: string): string {
-  let sum = 0;
-  for (let i = 0; i < body.length; i++) {
-    let d = body.charCodeAt(body.length - 1 - i) - 48;
-    if (i % 2 === 0) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return body + String((10 - (sum % 10)) % 10);
-}
 
 function pan(): string {
   let body = ['4', '51', '2221', '37', '6011'][rnd(5)];
