@@ -112,6 +112,9 @@ interface Denial {
   error: PgErrorFields;
 }
 
+/** A client frame kept, as sent, while the session waits. */
+type QueuedFrame = { type: number; frame: Buffer };
+
 /**
  * A Query or Execute waiting for a human decision. Nothing of it has reached the server;
  * frames the client sends meanwhile are queued (reading goes on, so a client that leaves
@@ -126,7 +129,7 @@ interface Hold {
   verdict: Verdict;
   frame: Buffer;
   portal: string;
-  queue: { type: number; frame: Buffer }[];
+  queue: QueuedFrame[];
   bytes: number;
   abort: AbortController;
   since: number;
@@ -160,7 +163,7 @@ export class Session {
    */
   private unreadable: Verdict | undefined;
   /** Client frames held until the server has answered every batch sent before them. */
-  private barrier: { queue: { type: number; frame: Buffer }[]; bytes: number } | undefined;
+  private barrier: { queue: QueuedFrame[]; bytes: number } | undefined;
   /** An Execute was sent since the client's last Sync/Query (its settings are reported only at ReadyForQuery). */
   private runInOpenBatch = false;
   /** Called once when both sockets are gone. */
@@ -448,21 +451,8 @@ export class Session {
       const first =
         hold.k === K.Query ? this.admitQuery(hold.sql, verdict, outcome.approval) : this.admitExecute(hold.portal, hold.stmtSql, verdict, outcome.approval);
       out.push(first ?? hold.frame);
-      for (let i = 0; i < hold.queue.length; i++) {
-        if (this.closed) return;
-        const next = this.heldNow();
-        if (next) {
-          // A later statement needs approval too: the rest waits behind it.
-          const rest = hold.queue.slice(i);
-          next.queue.unshift(...rest);
-          next.bytes += rest.reduce((n, q) => n + q.frame.length, 0);
-          break;
-        }
-        const q = hold.queue[i];
-        const rep = this.onClientMessage(q.type, q.frame, 0, q.frame.length);
-        if (rep === undefined) out.push(q.frame);
-        else if (rep !== null) out.push(rep);
-      }
+      this.replayQueued(hold.queue, out);
+      if (this.closed) return;
     } catch (err) {
       return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
     }
@@ -517,25 +507,34 @@ export class Session {
     return null;
   }
 
+  /**
+   * Replays, in order, client frames kept while the session waited (for an approval or for
+   * the server), collecting what goes upstream in `out`, until one of them is held for
+   * approval: the rest then waits behind that hold. Such a hold is new and its queue empty
+   * (no frame arrives during this synchronous replay), so appending keeps the order.
+   */
+  private replayQueued(queue: QueuedFrame[], out: Buffer[]): void {
+    for (let i = 0; i < queue.length && !this.closed; i++) {
+      const hold = this.heldNow();
+      if (hold) {
+        const rest = queue.slice(i);
+        hold.queue.push(...rest);
+        hold.bytes += rest.reduce((n, q) => n + q.frame.length, 0);
+        return;
+      }
+      const q = queue[i];
+      const rep = this.onClientMessage(q.type, q.frame, 0, q.frame.length);
+      if (rep === undefined) out.push(q.frame);
+      else if (rep !== null) out.push(rep);
+    }
+  }
+
   private releaseBarrier(b: NonNullable<Session['barrier']>): void {
     if (this.barrier !== b || this.closed) return;
     this.barrier = undefined;
     const out: Buffer[] = [];
     try {
-      for (let i = 0; i < b.queue.length && !this.closed; i++) {
-        const hold = this.heldNow();
-        if (hold) {
-          // A statement waits for approval: the rest waits behind it.
-          const rest = b.queue.slice(i);
-          hold.queue.push(...rest);
-          hold.bytes += rest.reduce((n, q) => n + q.frame.length, 0);
-          break;
-        }
-        const q = b.queue[i];
-        const rep = this.onClientMessage(q.type, q.frame, 0, q.frame.length);
-        if (rep === undefined) out.push(q.frame);
-        else if (rep !== null) out.push(rep);
-      }
+      this.replayQueued(b.queue, out);
     } catch (err) {
       return this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
     }
