@@ -163,34 +163,14 @@ async function explain(argv: string[]): Promise<number> {
 
 type SqlResult = { requests: PgRequest[] } | { error: string };
 
-/**
- * The SQL classifier ships with the PostgreSQL proxy (core/sql). It is loaded at run
- * time, so this command still works (minus --sql) in a build without it.
- */
+/** Classifies with the PostgreSQL proxy's own classifier, loaded only when --sql asks for it (its WASM parser is large). */
 async function classifySql(sql: string, connection: string): Promise<SqlResult> {
-  let mod: SqlModule;
-  try {
-    const spec = '../sql/index.js';
-    mod = (await import(spec)) as SqlModule;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
-      return { error: 'SQL classification not available in this build (core/sql is missing); --kube works' };
-    }
-    throw err;
-  }
-  if (typeof mod.classifySql !== 'function') return { error: 'SQL classification not available in this build (core/sql exports no classifySql)' };
-  if (typeof mod.loadSqlParser === 'function') await mod.loadSqlParser();
-  const c = mod.classifySql(sql, connection);
+  const { classifySql: classify, loadSqlParser } = await import('../sql/index.js');
+  await loadSqlParser();
+  const c = classify(sql, connection);
   if (!c.ok) {
     return { error: `SQL is refused before any rule applies (SQLSTATE ${c.sqlstate}): ${c.message}${c.position !== undefined ? ` at character ${c.position}` : ''}` };
   }
   if (c.operations.length === 0) return { error: 'the SQL holds no statement (only whitespace or comments): nothing to decide' };
   return { requests: [...c.operations] };
-}
-
-interface SqlModule {
-  loadSqlParser?: () => Promise<void>;
-  classifySql?: (sql: string, connection: string) =>
-    | { ok: true; operations: readonly PgRequest[] }
-    | { ok: false; sqlstate: string; message: string; position?: number };
 }
