@@ -96,11 +96,31 @@ describe('injector webhook over HTTPS', () => {
     ]);
   });
 
-  it('allows a pod labeled disabled without a patch', async () => {
+  it('allows a pod labeled disabled without a patch when its namespace may opt out', async () => {
     const pod = plain();
     pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    pod.metadata!.namespace = 'platform';
     const r = (await client.post(`${url}/mutate`, JSON.stringify(admissionReview(pod, { uid: 'd' })))).json().response;
     expect(r).to.deep.equal({ uid: 'd', allowed: true });
+  });
+
+  it('refuses a pod labeled disabled whose namespace and service account may not opt out', async () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    const r = (await client.post(`${url}/mutate`, JSON.stringify(admissionReview(pod, { uid: 'e' })))).json().response;
+    expect(r.allowed).to.equal(false);
+    expect(r.status.code).to.equal(403);
+    expect(r.status.message).to.match(/^agentgate refuses pod agents\/agent-7d9f8b6c5-\*: it is labeled agentgate.dev\/inject=disabled in a namespace that is opted in/);
+  });
+
+  it('judges the opt-out by the request\'s namespace when the pod being created carries none', async () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    delete pod.metadata!.namespace;
+    const review = admissionReview(pod, { uid: 'f' });
+    (review.request as { namespace: string }).namespace = 'platform';
+    const r = (await client.post(`${url}/mutate`, JSON.stringify(review))).json().response;
+    expect(r).to.deep.equal({ uid: 'f', allowed: true });
   });
 
   it('injects an unlabeled pod: it was sent here by the namespace entry of the webhook configuration', async () => {
