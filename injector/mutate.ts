@@ -95,7 +95,7 @@ function isJobPod(pod: Pod, ctx: MutationContext): boolean {
   return (pod.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Job' && o.apiVersion.startsWith('batch/'));
 }
 
-function describe(pod: Pod, namespace: string | undefined): string {
+export function describe(pod: Pod, namespace: string | undefined): string {
   const m = pod.metadata ?? {};
   const ns = m.namespace ?? namespace;
   return `pod ${ns ? `${ns}/` : ''}${m.name || (m.generateName ? `${m.generateName}*` : '(unnamed)')}`;
@@ -129,7 +129,7 @@ function sidecarResources(cfg: InjectorConfig, ann: Record<string, string>): Sid
   return { requests, limits };
 }
 
-function connectionsOf(cfg: InjectorConfig, ann: Record<string, string>): [string, ConnectionConfig][] | string {
+export function connectionsOf(cfg: InjectorConfig, ann: Record<string, string>): [string, ConnectionConfig][] | string {
   const raw = ann[CONNECTIONS_ANNOTATION];
   if (raw === undefined || raw.trim() === '') return [];
   const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');

@@ -294,16 +294,24 @@ describe('injector config', () => {
 });
 
 describe('reference admission configuration', () => {
-  it('the MutatingWebhookConfiguration is valid and has the two entries with the required settings', () => {
+  it('the MutatingWebhookConfiguration is valid and has the three entries with the required settings', () => {
     const mwc = parse(readFileSync(path.join(SRC, 'mutatingwebhookconfiguration.yaml'), 'utf8'));
     new MutatingWebhookConfiguration(mwc).validate();
-    expect(mwc.webhooks).to.have.length(2);
+    expect(mwc.webhooks.map((w: { name: string }) => w.name)).to.deep.equal(['pods.inject.agentgate.dev', 'namespaces.inject.agentgate.dev', 'ephemeralcontainers.inject.agentgate.dev']);
     for (const w of mwc.webhooks) {
       expect([w.failurePolicy, w.timeoutSeconds, w.reinvocationPolicy, w.sideEffects, w.admissionReviewVersions, w.clientConfig.service.path]).to.deep.equal(['Fail', 5, 'IfNeeded', 'None', ['v1'], '/mutate']);
       expect(w.namespaceSelector.matchExpressions).to.deep.include({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'agentgate-system'] });
     }
-    expect(mwc.webhooks[0].objectSelector).to.deep.equal({ matchLabels: { 'agentgate.dev/inject': 'enabled' } });
-    expect(mwc.webhooks[1].objectSelector.matchExpressions).to.deep.equal([{ key: 'agentgate.dev/inject', operator: 'NotIn', values: ['enabled', 'disabled'] }]);
+    const [pods, namespaces, ephemeral] = mwc.webhooks;
+    // Every labeled pod but an opted-out one reaches the webhook, so a malformed value is refused, not ignored.
+    expect(pods.objectSelector.matchExpressions).to.deep.equal([{ key: 'agentgate.dev/inject', operator: 'Exists' }, { key: 'agentgate.dev/inject', operator: 'NotIn', values: ['disabled'] }]);
+    expect(pods.namespaceSelector.matchExpressions).to.deep.include({ key: 'agentgate.dev/inject', operator: 'NotIn', values: ['enabled', 'disabled'] });
+    // Every pod of an opted-in namespace, the opted-out ones included: the webhook decides who may opt out.
+    expect(namespaces.objectSelector).to.equal(undefined);
+    expect(namespaces.namespaceSelector.matchExpressions).to.deep.include({ key: 'agentgate.dev/inject', operator: 'In', values: ['enabled'] });
+    expect([pods.rules, namespaces.rules].map((r) => r.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources]))).to.deep.equal([[[['CREATE'], ['pods']]], [[['CREATE'], ['pods']]]]);
+    expect(ephemeral.rules.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources])).to.deep.equal([[['UPDATE'], ['pods/ephemeralcontainers']]]);
+    expect(ephemeral.objectSelector).to.equal(undefined);
   });
 
   it('the ValidatingAdmissionPolicy and its binding are valid objects', () => {
