@@ -13,7 +13,7 @@ import { injectManifests } from '../../injector/manifests.js';
 import { DEFAULT_CONFIG } from '../../injector/config.js';
 import { SA_PATH } from '../../injector/names.js';
 import type { Pod, PodSpec } from '../../injector/pod-types.js';
-import { goldenConfig, podProblems } from './support.js';
+import { GOLDEN_DIR, goldenConfig, podProblems } from './support.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
@@ -161,6 +161,18 @@ describe('agentgate inject', () => {
       expect(r.stderr).to.equal('');
       expect(r.status).to.equal(0);
       expect(templateOf(parse(r.stdout)).spec.initContainers![0].name).to.equal('agentgate-proxy');
+    });
+
+    it('--policy-params prints the ConfigMap the ValidatingAdmissionPolicy reads, from --config', () => {
+      const r = spawnSync(process.execPath, [MAIN, 'inject', '--policy-params', '--config', path.join(GOLDEN_DIR, 'config.yaml')], { encoding: 'utf8' });
+      expect(r.stderr).to.equal('');
+      expect(r.status).to.equal(0);
+      expect(parse(r.stdout)).to.deep.equal({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'agentgate-injector-policy', namespace: 'agentgate-system', labels: { 'app.kubernetes.io/name': 'agentgate', 'app.kubernetes.io/component': 'injector' } },
+        data: { 'allowed-secret.openai-api-key': '', 'opt-out-namespace.platform': '', 'opt-out-service-account.agents.batch-exporter': '' },
+      });
     });
 
     it('uses --config and exits 1 with nothing on stdout when a document is refused', () => {

@@ -15,6 +15,7 @@ import type { MutationResult } from '../../injector/mutate.js';
 import { parseInjectorConfig, ConfigError, DEFAULT_CONFIG } from '../../injector/config.js';
 import { createPatch } from '../../injector/json-patch.js';
 import { parseQuantity } from '../../injector/quantity.js';
+import { KUBELET_HOST_PATH, UNCLEAR_HOST_PATH } from '../../injector/names.js';
 import type { Pod } from '../../injector/pod-types.js';
 import { GOLDEN_DIR, goldenConfig } from './support.js';
 
@@ -314,11 +315,19 @@ describe('reference admission configuration', () => {
     expect(ephemeral.objectSelector).to.equal(undefined);
   });
 
-  it('the ValidatingAdmissionPolicy and its binding are valid objects', () => {
-    const [vap, binding] = parseAllDocuments(readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8')).map((d) => d.toJS());
-    new ValidatingAdmissionPolicy(vap).validate();
-    new ValidatingAdmissionPolicyBinding(binding).validate();
-    expect(vap.spec.validations).to.have.length(3);
-    expect(binding.spec.validationActions).to.deep.equal(['Deny']);
+  it('the ValidatingAdmissionPolicies, their bindings and the parameter ConfigMap are valid objects', () => {
+    const [vap, binding, nsVap, nsBinding, params] = parseAllDocuments(readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8')).map((d) => d.toJS());
+    for (const p of [vap, nsVap]) new ValidatingAdmissionPolicy(p).validate();
+    for (const b of [binding, nsBinding]) new ValidatingAdmissionPolicyBinding(b).validate();
+    expect(vap.spec.validations).to.have.length(9);
+    expect([binding.spec.validationActions, nsBinding.spec.validationActions]).to.deep.equal([['Deny'], ['Deny']]);
+    expect(vap.spec.paramKind).to.deep.equal({ apiVersion: 'v1', kind: 'ConfigMap' });
+    expect(binding.spec.paramRef).to.deep.equal({ name: 'agentgate-injector-policy', namespace: 'agentgate-system', parameterNotFoundAction: 'Deny' });
+    expect([params.kind, params.metadata.name, params.metadata.namespace]).to.deep.equal(['ConfigMap', 'agentgate-injector-policy', 'agentgate-system']);
+  });
+
+  it('the policy checks hostPaths with the same expressions as the webhook', () => {
+    const text = readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8');
+    for (const re of [KUBELET_HOST_PATH, UNCLEAR_HOST_PATH]) expect(text).to.include(`matches('${re}')`);
   });
 });
