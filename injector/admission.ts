@@ -6,7 +6,7 @@
 import type { InjectorConfig } from './config.js';
 import { mutatePod } from './mutate.js';
 import type { MutationContext, MutationResult } from './mutate.js';
-import { mutateEphemeralContainers, reviewLegacyEphemeralContainers } from './ephemeral.js';
+import { mutateEphemeralContainers, reviewLegacyEphemeralContainers, reviewPodUpdate } from './ephemeral.js';
 import { createPatch } from './json-patch.js';
 import { isObject } from './pod-types.js';
 import type { Pod } from './pod-types.js';
@@ -97,6 +97,7 @@ export function reviewAdmission(body: Buffer | string, cfg: InjectorConfig, opts
   if (!isPod || resource.resource !== 'pods' || subResource !== '') {
     return answer(apiVersion, { uid, allowed: true }, 'ignored', `not a pod: ${String(kind.kind)}${subResource ? `/${subResource}` : ''}`);
   }
+  if (request.operation === 'UPDATE') return answerMutation(apiVersion, uid, request.object, () => reviewPodUpdate(request.object, request.oldObject, { namespace }));
   if (request.operation !== 'CREATE') {
     // A pod's containers and volumes cannot change after creation; injection happens once, at CREATE.
     return answer(apiVersion, { uid, allowed: true }, 'ignored', `operation ${String(request.operation)}`);

@@ -96,3 +96,27 @@ export function reviewLegacyEphemeralContainers(input: unknown, old: unknown, cf
   }
   return { action: 'skip', reason: fresh.length ? 'ephemeral containers without volume mounts or Secrets' : 'no ephemeral container added' };
 }
+
+function sidecarImages(pod: unknown): string[] {
+  if (!isObject(pod) || !isObject(pod.spec)) return [];
+  const spec = pod.spec as Record<string, unknown>;
+  const all = [...(Array.isArray(spec.initContainers) ? spec.initContainers : []), ...(Array.isArray(spec.containers) ? spec.containers : [])];
+  return all.filter((c) => isObject(c) && c.name === SIDECAR_NAME).map((c) => String((c as Record<string, unknown>).image));
+}
+
+/**
+ * An UPDATE of a pod. Its containers are fixed but for their images, so the one way
+ * around the proxy is to swap the proxy's own image for one that hands out the real
+ * token it holds. Judged whatever the labels say now: they may change in the same update.
+ */
+export function reviewPodUpdate(input: unknown, old: unknown, ctx: { namespace?: string } = {}): MutationResult {
+  const before = sidecarImages(old);
+  if (before.length === 0) return { action: 'skip', reason: 'the pod had no agentgate proxy' };
+  const after = sidecarImages(input);
+  if (after.length === before.length && after.every((img, i) => img === before[i])) return { action: 'skip', reason: 'the proxy is unchanged' };
+  const who = describe((isObject(input) ? input : {}) as Pod, ctx.namespace);
+  return {
+    action: 'refuse',
+    message: `agentgate refuses this update of ${who}: it changes the image of the ${SIDECAR_NAME} container (${before.join(', ')} → ${after.join(', ') || 'none'}), which holds the pod's real credentials; recreate the pod to change the proxy`,
+  };
+}

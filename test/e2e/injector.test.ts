@@ -403,6 +403,30 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
     for (const p of pods) expectProtected(p);
   });
 
+  it('refuses a pod update that swaps the proxy\'s image, and allows one that changes the agent\'s', async function () {
+    const patch = async (ops: unknown[]) => {
+      const dispatcher = new Agent({ connect: { ca: cluster.caPem } });
+      try {
+        const res = await request(`${cluster.server}/api/v1/namespaces/${NS_PLAIN}/pods/labeled`, {
+          method: 'PATCH',
+          dispatcher,
+          headers: { authorization: `Bearer ${cluster.adminToken}`, 'content-type': 'application/json-patch+json' },
+          body: JSON.stringify(ops),
+        });
+        return { status: res.statusCode, body: (await res.body.json()) as { message?: string } };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const swap = await patch([{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.example/token-dumper:1' }]);
+    expect(swap.status).to.equal(403);
+    expect(swap.body.message).to.equal(
+      `admission webhook "pods.inject.agentgate.dev" denied the request: agentgate refuses this update of pod ${NS_PLAIN}/labeled: it changes the image of the agentgate-proxy container (ghcr.io/agentgate/agentgate:e2e → registry.example/token-dumper:1), which holds the pod's real credentials; recreate the pod to change the proxy`,
+    );
+    const bump = await patch([{ op: 'replace', path: '/spec/containers/1/image', value: 'python:3.13-slim' }]);
+    expect(bump.status, bump.body.message).to.equal(200);
+  });
+
   describe('kubectl debug: ephemeral containers on 1.20 (alpha gate EphemeralContainers, the EphemeralContainers object)', function () {
     // 1.20 takes and returns an EphemeralContainers object at the subresource; kubectl ≥ 1.22
     // sends a Pod there, which this server cannot read, so the requests are made directly.

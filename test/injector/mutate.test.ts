@@ -310,7 +310,7 @@ describe('reference admission configuration', () => {
     // Every pod of an opted-in namespace, the opted-out ones included: the webhook decides who may opt out.
     expect(namespaces.objectSelector).to.equal(undefined);
     expect(namespaces.namespaceSelector.matchExpressions).to.deep.include({ key: 'agentgate.dev/inject', operator: 'In', values: ['enabled'] });
-    expect([pods.rules, namespaces.rules].map((r) => r.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources]))).to.deep.equal([[[['CREATE'], ['pods']]], [[['CREATE'], ['pods']]]]);
+    expect([pods.rules, namespaces.rules].map((r) => r.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources]))).to.deep.equal([[[['CREATE', 'UPDATE'], ['pods']]], [[['CREATE', 'UPDATE'], ['pods']]]]);
     expect(ephemeral.rules.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources])).to.deep.equal([[['UPDATE'], ['pods/ephemeralcontainers']]]);
     expect(ephemeral.objectSelector).to.equal(undefined);
   });
@@ -319,7 +319,7 @@ describe('reference admission configuration', () => {
     const [vap, binding, nsVap, nsBinding, params] = parseAllDocuments(readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8')).map((d) => d.toJS());
     for (const p of [vap, nsVap]) new ValidatingAdmissionPolicy(p).validate();
     for (const b of [binding, nsBinding]) new ValidatingAdmissionPolicyBinding(b).validate();
-    expect(vap.spec.validations).to.have.length(9);
+    expect(vap.spec.validations).to.have.length(10);
     expect([binding.spec.validationActions, nsBinding.spec.validationActions]).to.deep.equal([['Deny'], ['Deny']]);
     expect(vap.spec.paramKind).to.deep.equal({ apiVersion: 'v1', kind: 'ConfigMap' });
     expect(binding.spec.paramRef).to.deep.equal({ name: 'agentgate-injector-policy', namespace: 'agentgate-system', parameterNotFoundAction: 'Deny' });

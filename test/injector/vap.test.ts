@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { parse as celParse } from '@marcbachmann/cel-js';
 import { mutatePod } from '../../injector/mutate.js';
-import { mutateEphemeralContainers } from '../../injector/ephemeral.js';
+import { mutateEphemeralContainers, reviewPodUpdate } from '../../injector/ephemeral.js';
 import { policyParams } from '../../injector/policy-params.js';
 import type { Container, Pod } from '../../injector/pod-types.js';
 import { GOLDEN_DIR, goldenConfig } from './support.js';
@@ -186,6 +186,18 @@ describe('ValidatingAdmissionPolicy backstop (CEL, evaluated offline)', () => {
     const secret = structuredClone(old);
     secret.spec!.ephemeralContainers = [{ name: 'debugger', image: 'busybox', envFrom: [{ secretRef: { name: 'payments-db-credentials' } }] } as never];
     expect(denials(pods, secret, req)).to.deep.equal([M.secret]);
+  });
+
+  it('two locks on swapping the proxy\'s image in a pod UPDATE, even one that also opts the pod out', () => {
+    const old = plainOut();
+    const swapped = plainOut();
+    swapped.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    swapped.spec!.initContainers![0].image = 'registry.example/token-dumper:1';
+    expect(reviewPodUpdate(swapped, old).action).to.equal('refuse');
+    expect(denials(pods, swapped, { operation: 'UPDATE', oldObject: old })).to.deep.equal(["agentgate: the image of the agentgate-proxy container, which holds the pod's real credentials, cannot change; recreate the pod"]);
+    const bumped = plainOut();
+    agent(bumped).image = 'registry.example/agent:1.5';
+    expect(denials(pods, bumped, { operation: 'UPDATE', oldObject: old })).to.deep.equal([]);
   });
 
   it('reads the allow-list and the opt-outs from the parameters agentgate inject --policy-params writes', () => {
