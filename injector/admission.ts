@@ -5,7 +5,8 @@
 
 import type { InjectorConfig } from './config.js';
 import { mutatePod } from './mutate.js';
-import type { MutationContext } from './mutate.js';
+import type { MutationContext, MutationResult } from './mutate.js';
+import { mutateEphemeralContainers, reviewLegacyEphemeralContainers, reviewPodUpdate } from './ephemeral.js';
 import { createPatch } from './json-patch.js';
 import { isObject } from './pod-types.js';
 import type { Pod } from './pod-types.js';
@@ -83,23 +84,33 @@ export function reviewAdmission(body: Buffer | string, cfg: InjectorConfig, opts
   const resource = isObject(request.resource) ? request.resource : {};
   const isPod = kind.group === '' && kind.version === 'v1' && kind.kind === 'Pod';
   const subResource = typeof request.subResource === 'string' ? request.subResource : '';
+  const namespace = typeof request.namespace === 'string' ? request.namespace : undefined;
+  if (resource.resource === 'pods' && subResource === 'ephemeralcontainers') {
+    if (request.operation !== 'UPDATE') return answer(apiVersion, { uid, allowed: true }, 'ignored', `operation ${String(request.operation)} of ephemeralcontainers`);
+    if (isPod) return answerMutation(apiVersion, uid, request.object, () => mutateEphemeralContainers(request.object as Pod, (isObject(request.oldObject) ? request.oldObject : undefined) as Pod | undefined, cfg, { namespace }));
+    if (kind.group === '' && kind.version === 'v1' && kind.kind === 'EphemeralContainers') {
+      return answerMutation(apiVersion, uid, request.object, () => reviewLegacyEphemeralContainers(request.object, request.oldObject, cfg, { namespace }));
+    }
+    // Fail closed: a shape we do not know could be adding a container with the real token.
+    return answer(apiVersion, deny(uid, 400, `agentgate injector: pods/ephemeralcontainers of kind ${String(kind.kind)} (${String(kind.group)}/${String(kind.version)}) is not one it can check`), 'invalid', `ephemeralcontainers kind ${String(kind.kind)}`);
+  }
   if (!isPod || resource.resource !== 'pods' || subResource !== '') {
     return answer(apiVersion, { uid, allowed: true }, 'ignored', `not a pod: ${String(kind.kind)}${subResource ? `/${subResource}` : ''}`);
   }
+  if (request.operation === 'UPDATE') return answerMutation(apiVersion, uid, request.object, () => reviewPodUpdate(request.object, request.oldObject, { namespace }));
   if (request.operation !== 'CREATE') {
     // A pod's containers and volumes cannot change after creation; injection happens once, at CREATE.
     return answer(apiVersion, { uid, allowed: true }, 'ignored', `operation ${String(request.operation)}`);
   }
 
-  const ctx: MutationContext = {
-    namespaceOptedIn: true,
-    version: opts.version,
-    namespace: typeof request.namespace === 'string' ? request.namespace : undefined,
-  };
-  const pod = request.object as Pod;
-  let result;
+  const ctx: MutationContext = { namespaceOptedIn: true, version: opts.version, namespace };
+  return answerMutation(apiVersion, uid, request.object, () => mutatePod(request.object as Pod, cfg, ctx));
+}
+
+function answerMutation(apiVersion: string, uid: string, object: unknown, mutate: () => MutationResult): AdmissionAnswer {
+  let result: MutationResult;
   try {
-    result = mutatePod(pod, cfg, ctx);
+    result = mutate();
   } catch (err) {
     // A shape podShapeError did not foresee: refuse rather than let the pod through unprotected.
     return answer(apiVersion, deny(uid, 403, `agentgate injector could not inject this pod: ${(err as Error).message}`), 'refused', 'mutation threw');
@@ -110,7 +121,7 @@ export function reviewAdmission(body: Buffer | string, cfg: InjectorConfig, opts
     case 'refuse':
       return answer(apiVersion, deny(uid, 403, result.message), 'refused', result.message);
     case 'inject': {
-      const ops = createPatch(pod, result.pod);
+      const ops = createPatch(object, result.pod);
       const response: AdmissionResponse = { uid, allowed: true };
       if (ops.length) {
         response.patchType = 'JSONPatch';

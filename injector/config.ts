@@ -49,6 +49,18 @@ export interface InjectorConfig {
    * agentgate image) with a short script polling `http://$AGENTGATE_POD_IP:15021/healthz/ready`.
    */
   classicReadyCommand?: string[];
+  /**
+   * Secrets that agent containers may reference (env, envFrom, secret volumes,
+   * projected sources). The webhook cannot read a Secret's type, and a
+   * service-account token Secret can have any name, so every other Secret is refused.
+   */
+  allowedSecrets: string[];
+  /**
+   * Who may opt a pod out with `agentgate.dev/inject: disabled` in an opted-in
+   * namespace; anyone else's opt-out is refused (it would be a pod with the real
+   * token and no proxy).
+   */
+  optOut: { namespaces: string[]; serviceAccounts: string[] };
 }
 
 export const DEFAULT_CONFIG: InjectorConfig = {
@@ -63,12 +75,17 @@ export const DEFAULT_CONFIG: InjectorConfig = {
   approval: { url: 'http://agentgate-approval.agentgate-system.svc:8080', audience: 'agentgate', tokenExpirationSeconds: 3600 },
   connections: {},
   readyTimeoutSeconds: 120,
+  allowedSecrets: [],
+  optOut: { namespaces: [], serviceAccounts: [] },
 };
 
 const quantity: Schema = { kind: 'any' };
 const resourceList: Schema = { kind: 'object', fields: { cpu: { schema: quantity }, memory: { schema: quantity } } };
 const bounds: Schema = { kind: 'object', fields: { min: { schema: quantity, required: true }, max: { schema: quantity, required: true } } };
 const CONNECTION_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const SERVICE_ACCOUNT_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 export const injectorConfigSchema: Schema = {
   kind: 'object',
@@ -107,6 +124,16 @@ export const injectorConfigSchema: Schema = {
     },
     readyTimeoutSeconds: { schema: { kind: 'number', integer: true, min: 1, max: 3600 } },
     classicReadyCommand: { schema: { kind: 'array', items: { kind: 'string' }, minItems: 1 } },
+    allowedSecrets: { schema: { kind: 'array', items: { kind: 'string', pattern: SECRET_NAME, patternHint: 'a Secret name' } } },
+    optOut: {
+      schema: {
+        kind: 'object',
+        fields: {
+          namespaces: { schema: { kind: 'array', items: { kind: 'string', pattern: NAMESPACE_NAME, patternHint: 'a namespace name' } } },
+          serviceAccounts: { schema: { kind: 'array', items: { kind: 'string', pattern: SERVICE_ACCOUNT_REF, patternHint: 'namespace/service-account' } } },
+        },
+      },
+    },
   },
 };
 
@@ -117,7 +144,10 @@ export class ConfigError extends Error {
   }
 }
 
-type RawConfig = Partial<Omit<InjectorConfig, 'connections'>> & { connections?: Record<string, Partial<ConnectionConfig>> };
+type RawConfig = Partial<Omit<InjectorConfig, 'connections' | 'optOut'>> & {
+  connections?: Record<string, Partial<ConnectionConfig>>;
+  optOut?: Partial<InjectorConfig['optOut']>;
+};
 
 /** Parses and validates an injector config; throws ConfigError listing every problem with its position. */
 export function parseInjectorConfig(text: string, file: string): InjectorConfig {
@@ -128,7 +158,8 @@ export function parseInjectorConfig(text: string, file: string): InjectorConfig 
   if (doc.errors.length) throw new ConfigError(doc.errors);
   const raw = doc.value ?? {};
   const errors: SourceError[] = [];
-  const fail = (path: (string | number)[], message: string) => errors.push({ file, ...doc.positionOf(path), message: `${path.join('.')}: ${message}` });
+  const fail = (path: (string | number)[], message: string) =>
+    errors.push({ file, ...doc.positionOf(path), message: `${path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${p}`)).join('')}: ${message}` });
   const q = (v: unknown, path: (string | number)[]): string | undefined => {
     if (v === undefined) return undefined;
     if ((typeof v !== 'string' && typeof v !== 'number') || parseQuantity(v) === undefined) {
@@ -180,7 +211,16 @@ export function parseInjectorConfig(text: string, file: string): InjectorConfig 
     connections,
     readyTimeoutSeconds: raw.readyTimeoutSeconds ?? d.readyTimeoutSeconds,
     ...(raw.classicReadyCommand ? { classicReadyCommand: raw.classicReadyCommand } : {}),
+    allowedSecrets: [...new Set(raw.allowedSecrets ?? [])].sort(),
+    optOut: {
+      namespaces: [...new Set(raw.optOut?.namespaces ?? [])].sort(),
+      serviceAccounts: [...new Set(raw.optOut?.serviceAccounts ?? [])].sort(),
+    },
   };
+  (raw.allowedSecrets ?? []).forEach((name, i) => {
+    const conn = Object.entries(connections).find(([, c]) => c.secret === name);
+    if (conn) fail(['allowedSecrets', i], `'${name}' is the Secret of connection '${conn[0]}': only the proxy may read database credentials`);
+  });
   for (const r of ['cpu', 'memory'] as const) {
     const b = cfg.resourceBounds[r];
     if (parseQuantity(b.min)! > parseQuantity(b.max)!) fail(['resourceBounds', r], `min ${b.min} is above max ${b.max}`);

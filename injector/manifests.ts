@@ -31,6 +31,8 @@ export interface InjectOutcome {
 
 export interface InjectOptions {
   version?: string;
+  /** The namespace of objects that name none (as kubectl's --namespace): opt-outs are judged by it. */
+  namespace?: string;
 }
 
 function label(obj: Record<string, unknown>): string {
@@ -62,7 +64,8 @@ export function injectManifests(text: string, file: string, cfg: InjectorConfig,
       const kind = obj.kind;
       const where = `${docName} (${label(obj)})`;
       if (kind === 'Pod') {
-        const r = injectPod(obj as Pod, 'Pod', obj, path, where);
+        const meta = isObject(obj.metadata) ? obj.metadata : {};
+        const r = injectPod(obj as Pod, 'Pod', obj, path, where, typeof meta.namespace === 'string' ? meta.namespace : undefined);
         return r ?? obj;
       }
       const tpath = typeof kind === 'string' ? TEMPLATE_PATHS[kind] : undefined;
@@ -90,7 +93,7 @@ export function injectManifests(text: string, file: string, cfg: InjectorConfig,
       let result;
       try {
         const shaped = podShapeError(pod) === undefined ? admitServiceAccount(pod, seed) : pod;
-        result = mutatePod(shaped, cfg, { namespaceOptedIn: true, workloadKind: kind, version: opts.version, namespace, subject: kind === 'Pod' ? undefined : 'the pod template' });
+        result = mutatePod(shaped, cfg, { namespaceOptedIn: true, workloadKind: kind, version: opts.version, namespace: namespace ?? opts.namespace, subject: kind === 'Pod' ? undefined : 'the pod template' });
       } catch (err) {
         out.errors.push(`${at(path)}: ${where}: cannot inject: ${(err as Error).message}`);
         return undefined;

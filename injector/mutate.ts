@@ -17,6 +17,8 @@ import {
   SIDECAR_NAME, IDENTITY_VOLUME, APPROVAL_TOKEN_VOLUME, CONFIG_VOLUME, OWN_TOKEN_VOLUME, CONNECTION_VOLUME_PREFIX, PORTS,
 } from './names.js';
 import { findCredentialVolumes, rewriteAgentMounts } from './token-rewrite.js';
+import { firstSecretProblem, hostAccessProblem, secretReferences } from './pod-policy.js';
+import { optInOf } from './opt-in.js';
 import { agentEnv, rewriteEnv } from './env-rewrite.js';
 import { buildSidecar, buildVolumes } from './sidecar-spec.js';
 import type { Mode, SidecarPlan } from './sidecar-spec.js';
@@ -45,6 +47,8 @@ export type MutationResult =
   | { action: 'inject'; pod: Pod; warnings: string[] };
 
 const CONFIG_MAP_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+/** How a refusal tells a non-agent pod where it belongs. */
+const NOT_AN_AGENT = `, or, if it is not an agent, run it in a namespace that is not opted in (or one the injector config's optOut lists, labeled ${INJECT_LABEL}=disabled)`;
 
 export function isOurVolume(name: string): boolean {
   return name === IDENTITY_VOLUME || name === APPROVAL_TOKEN_VOLUME || name === CONFIG_VOLUME || name === OWN_TOKEN_VOLUME || name.startsWith(CONNECTION_VOLUME_PREFIX);
@@ -91,7 +95,7 @@ function isJobPod(pod: Pod, ctx: MutationContext): boolean {
   return (pod.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Job' && o.apiVersion.startsWith('batch/'));
 }
 
-function describe(pod: Pod, namespace: string | undefined): string {
+export function describe(pod: Pod, namespace: string | undefined): string {
   const m = pod.metadata ?? {};
   const ns = m.namespace ?? namespace;
   return `pod ${ns ? `${ns}/` : ''}${m.name || (m.generateName ? `${m.generateName}*` : '(unnamed)')}`;
@@ -125,7 +129,7 @@ function sidecarResources(cfg: InjectorConfig, ann: Record<string, string>): Sid
   return { requests, limits };
 }
 
-function connectionsOf(cfg: InjectorConfig, ann: Record<string, string>): [string, ConnectionConfig][] | string {
+export function connectionsOf(cfg: InjectorConfig, ann: Record<string, string>): [string, ConnectionConfig][] | string {
   const raw = ann[CONNECTIONS_ANNOTATION];
   if (raw === undefined || raw.trim() === '') return [];
   const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -143,32 +147,35 @@ function connectionsOf(cfg: InjectorConfig, ann: Record<string, string>): [strin
 
 export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext = {}): MutationResult {
   const shape = podShapeError(input);
-  const labels = (isObject(input) && isObject(input.metadata) && isObject(input.metadata.labels) ? input.metadata.labels : {}) as Record<string, string>;
-  const label = labels[INJECT_LABEL];
-  if (label === 'disabled') return { action: 'skip', reason: `the pod is labeled ${INJECT_LABEL}=disabled` };
-  if (label !== 'enabled' && !ctx.namespaceOptedIn) return { action: 'skip', reason: `the pod is not labeled ${INJECT_LABEL}=enabled` };
+  const safe = (isObject(input) ? input : {}) as Pod;
+  const namespace = ctx.namespace ?? (isObject(safe.metadata) && typeof safe.metadata.namespace === 'string' ? safe.metadata.namespace : undefined);
+  const who = ctx.subject ?? describe(safe, ctx.namespace);
+  const optIn = optInOf(safe, cfg, { namespaceOptedIn: ctx.namespaceOptedIn ?? false, namespace }, who);
+  if (optIn.action !== 'inject') return optIn;
   if (shape) return { action: 'refuse', message: `agentgate cannot inject its proxy into this pod: ${shape}` };
 
   const pod = structuredClone(input);
   pod.metadata ??= {};
   const spec = pod.spec!;
   const ann: Record<string, string> = { ...(pod.metadata.annotations ?? {}) };
-  const who = ctx.subject ?? describe(pod, ctx.namespace);
   const warnings: string[] = [];
 
   if (spec.hostNetwork) {
     return {
       action: 'refuse',
-      message: `agentgate refuses ${who}: it uses hostNetwork, so the proxy's loopback listeners and the agent's traffic would be shared with the node and the agent cannot be protected; remove hostNetwork, or label the pod ${INJECT_LABEL}=disabled if it is not an agent`,
+      message: `agentgate refuses ${who}: it uses hostNetwork, so the proxy's loopback listeners and the agent's traffic would be shared with the node and the agent cannot be protected; remove hostNetwork${NOT_AN_AGENT}`,
     };
   }
 
   if (spec.shareProcessNamespace) {
     return {
       action: 'refuse',
-      message: `agentgate refuses ${who}: it sets shareProcessNamespace, which lets agent containers read the proxy's files (its real credentials) through /proc; remove it, or label the pod ${INJECT_LABEL}=disabled if it is not an agent`,
+      message: `agentgate refuses ${who}: it sets shareProcessNamespace, which lets agent containers read the proxy's files (its real credentials) through /proc; remove it${NOT_AN_AGENT}`,
     };
   }
+
+  const host = hostAccessProblem(spec, isOurVolume);
+  if (host) return { action: 'refuse', message: `agentgate refuses ${who}: ${host}; remove it${NOT_AN_AGENT}` };
 
   const override = ann[NATIVE_SIDECAR_ANNOTATION];
   if (override !== undefined && override !== 'true' && override !== 'false') {
@@ -182,7 +189,7 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   if (mode === 'classic' && isJobPod(pod, ctx)) {
     return {
       action: 'refuse',
-      message: `agentgate refuses ${who}: it belongs to a Job, and only a classic sidecar is possible here (${cfg.nativeSidecars ? `${NATIVE_SIDECAR_ANNOTATION}="false"` : 'the injector config sets nativeSidecars: false'}); a classic sidecar never exits, so the Job would never complete. Use native sidecars (Kubernetes ≥ 1.29), or label the pod ${INJECT_LABEL}=disabled if it is not an agent`,
+      message: `agentgate refuses ${who}: it belongs to a Job, and only a classic sidecar is possible here (${cfg.nativeSidecars ? `${NATIVE_SIDECAR_ANNOTATION}="false"` : 'the injector config sets nativeSidecars: false'}); a classic sidecar never exits, so the Job would never complete. Use native sidecars (Kubernetes ≥ 1.29)${NOT_AN_AGENT}`,
     };
   }
 
@@ -242,6 +249,11 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   const newContainers = containers.map(rewrite);
   const ephemeral = (spec.ephemeralContainers ?? []).map((c) => rewriteAgentMounts(c as Container, creds.all, isOurVolume));
 
+  // Agents may read only allowed Secrets. Checked on the rewritten containers: an env
+  // variable we replaced (PGPASSWORD from a Secret, say) no longer reads anything.
+  const secret = firstSecretProblem(secretReferences({ ...spec, initContainers: newInit, containers: newContainers, ephemeralContainers: ephemeral as typeof spec.ephemeralContainers }, (name) => creds.all.has(name) || isOurVolume(name)), cfg);
+  if (secret) return { action: 'refuse', message: `agentgate refuses ${who}: ${secret}` };
+
   const plan: SidecarPlan = { mode, configMap, tokenVolume, connections, resources: res };
   const sidecar = buildSidecar(cfg, plan);
   const initList = mode === 'native' ? [sidecar, ...newInit] : newInit;
@@ -262,12 +274,12 @@ export function mutatePod(input: Pod, cfg: InjectorConfig, ctx: MutationContext 
   if (mode === 'classic' && spec.restartPolicy && spec.restartPolicy !== 'Always') {
     warnings.push(`agentgate: classic sidecar mode with restartPolicy ${spec.restartPolicy}: the proxy never exits, so the pod will not complete`);
   }
-  // Not refused (platform pods legitimately need them), but neither is a boundary the proxy can hold.
-  const privileged = [...newInit, ...newContainers].filter((c) => c.securityContext?.privileged || c.securityContext?.capabilities?.add?.some((cap) => /^(CAP_)?(SYS_ADMIN|SYS_PTRACE|ALL)$/i.test(cap)));
-  if (privileged.length) warnings.push(`agentgate: containers ${privileged.map((c) => c.name).join(', ')} are privileged or add SYS_ADMIN/SYS_PTRACE: they can reach the proxy's credentials through the node`);
+  // Not refused: without the node's PID namespace these cannot reach the proxy's processes, but they widen what a break-out could do.
+  const capable = [...newInit, ...newContainers].filter((c) => c.securityContext?.capabilities?.add?.some((cap) => /^(CAP_)?(SYS_ADMIN|SYS_PTRACE|ALL)$/i.test(cap)));
+  if (capable.length) warnings.push(`agentgate: containers ${capable.map((c) => c.name).join(', ')} add SYS_ADMIN, SYS_PTRACE or ALL capabilities: a container break-out from them would reach the proxy's credentials`);
   const hostPaths = new Set((spec.volumes ?? []).filter((v) => v.hostPath).map((v) => v.name));
   const hostMounters = [...newInit, ...newContainers].filter((c) => (c.volumeMounts ?? []).some((m) => hostPaths.has(m.name)));
-  if (hostMounters.length) warnings.push(`agentgate: containers ${hostMounters.map((c) => c.name).join(', ')} mount hostPath volumes: check that they cannot read the kubelet's pod directories`);
+  if (hostMounters.length) warnings.push(`agentgate: containers ${hostMounters.map((c) => c.name).join(', ')} mount hostPath volumes: node files outside what the proxy controls`);
   const usedPorts = [...newInit, ...newContainers].flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
   const clashes = usedPorts.filter((p) => p === PORTS.kubernetes || p === PORTS.health || p === PORTS.metrics || connections.some(([, c]) => c.port === p));
   if (clashes.length) warnings.push(`agentgate: container ports ${[...new Set(clashes)].join(', ')} are the proxy's; the agent and the proxy cannot both listen there`);

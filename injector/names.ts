@@ -47,3 +47,19 @@ export const PORTS = {
   health: 15021,
   metrics: 15090,
 } as const;
+
+/**
+ * The kubelet's root directory: every volume of every pod on the node lives below it
+ * (`pods/<uid>/volumes/…`, the real tokens included), so no agent pod may mount it,
+ * anything below it, or any directory above it.
+ */
+export const KUBELET_DIR = '/var/lib/kubelet';
+/**
+ * A hostPath that reaches the kubelet's directory. One regular expression (RE2 and
+ * JavaScript read it alike) so that the ValidatingAdmissionPolicy checks exactly
+ * what the webhook checks: `/`, `/var`, `/var/lib`, `/var/lib/kubelet` and below,
+ * with any number of slashes.
+ */
+export const KUBELET_HOST_PATH = '^/+(var(/+lib(/+kubelet(/.*)?)?)?)?/*$';
+/** A hostPath the kubelet would resolve in a way a prefix check cannot follow: relative, or with `.`/`..` segments. */
+export const UNCLEAR_HOST_PATH = '^([^/]|$)|(^|/)[.][.]?(/|$)';

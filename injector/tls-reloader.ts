@@ -19,7 +19,9 @@ export interface CertificatePair {
 
 /** Reads and checks a cert/key pair; throws with a message naming the file and the problem. */
 export async function loadCertificatePair(certFile: string, keyFile: string): Promise<CertificatePair> {
-  const [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
+  // One after the other, so that when both are unreadable the error names the certificate, every time.
+  const cert = await readFile(certFile);
+  const key = await readFile(keyFile);
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
@@ -47,7 +49,7 @@ export class CertificateReloader {
   private timer: NodeJS.Timeout | undefined;
   private lastStamp = '';
   private lastDigest = '';
-  private checking = false;
+  private running: Promise<void> | undefined;
   /** The file state that last failed to load: not retried (nor logged again) until the files change. */
   private failedStamp = '';
 
@@ -73,10 +75,20 @@ export class CertificateReloader {
     return `${a.ino}:${a.size}:${a.mtimeMs}|${b.ino}:${b.size}:${b.mtimeMs}`;
   }
 
-  /** One poll: reload when the files changed and form a valid pair. */
+  /**
+   * One poll: reload when the files changed and form a valid pair. A poll already
+   * running may have read the files before the latest change, so this one waits for
+   * it and then looks again (reloadNow right after a rotation must see the rotation).
+   */
   async check(): Promise<void> {
-    if (this.checking) return;
-    this.checking = true;
+    while (this.running) await this.running;
+    this.running = this.poll().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async poll(): Promise<void> {
     let s = '';
     try {
       s = await this.stamp();
@@ -91,8 +103,6 @@ export class CertificateReloader {
       // Keep serving the previous pair; retried when the files change again.
       this.failedStamp = s;
       this.opts.onError?.(err as Error);
-    } finally {
-      this.checking = false;
     }
   }
 }

@@ -18,10 +18,17 @@ export function touchesServiceAccountPath(mountPath: string): boolean {
   return p === SA_PATH || p.startsWith(`${SA_PATH}/`);
 }
 
+const LEGACY_TOKEN_SECRET = /-token-[a-z0-9]{5}$/;
+
+/** A Secret volume named like the legacy token Secret the ServiceAccount admission plugin mounts (`<sa>-token-<5 chars>`). */
+export function isLegacyTokenSecretVolume(v: Volume): boolean {
+  return v.secret?.secretName !== undefined && LEGACY_TOKEN_SECRET.test(v.secret.secretName);
+}
+
 /** The volume the ServiceAccount admission plugin adds (bound-token `kube-api-access-*` or legacy `<sa>-token-*` Secret). */
 export function looksLikeServiceAccountVolume(v: Volume): boolean {
   if (v.projected?.sources?.some((s) => s.serviceAccountToken !== undefined)) return true;
-  if (v.secret?.secretName && /-token-[a-z0-9]{5}$/.test(v.secret.secretName)) return true;
+  if (isLegacyTokenSecretVolume(v)) return true;
   return false;
 }
 

@@ -202,13 +202,21 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
 
     const cert = await makeServingCert(cluster.pki, path.join(dir, 'tls'), 'agentgate-injector');
     configFile = path.join(dir, 'injector.yaml');
-    await writeFile(configFile, 'image: ghcr.io/agentgate/agentgate:e2e\nnativeSidecars: false\n');
+    await writeFile(configFile, [
+      'image: ghcr.io/agentgate/agentgate:e2e',
+      'nativeSidecars: false',
+      'connections: {payments: {secret: payments-db-credentials, database: payments}}',
+      'allowedSecrets: [openai-api-key]',
+      `optOut: {serviceAccounts: [${NS_OPTED_IN}/exporter]}`,
+      '',
+    ].join('\n'));
     injector = new Injector(await freePort(), ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--config', configFile], cluster.caPem);
     await injector.start();
 
     await cluster.createNamespace(NS_PLAIN);
     await cluster.createNamespace(NS_OPTED_IN, { 'agentgate.dev/inject': 'enabled' });
     await cluster.createNamespace(NS_INJECTOR, { 'agentgate.dev/inject': 'disabled' });
+    await cluster.createServiceAccount(NS_OPTED_IN, 'exporter');
 
     // The reference configuration, as shipped, with only the client config made local.
     const mwc = YAML.parse(await readFile(REFERENCE_MWC, 'utf8')) as k8s.V1MutatingWebhookConfiguration;
@@ -303,10 +311,62 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
     expectProtected(pod);
   });
 
-  it('leaves a pod labeled agentgate.dev/inject=disabled untouched in an opted-in namespace', async function () {
-    const pod = await core.createNamespacedPod({ namespace: NS_OPTED_IN, body: podBody('opted-out', { 'agentgate.dev/inject': 'disabled' }) });
+  it('refuses a pod labeled agentgate.dev/inject=disabled in an opted-in namespace when its service account may not opt out', async function () {
+    const { code, message } = await refusal(core.createNamespacedPod({ namespace: NS_OPTED_IN, body: podBody('opted-out', { 'agentgate.dev/inject': 'disabled' }) }));
+    expect(code).to.equal(403);
+    expect(message).to.equal(
+      `admission webhook "namespaces.inject.agentgate.dev" denied the request: agentgate refuses pod ${NS_OPTED_IN}/opted-out: it is labeled agentgate.dev/inject=disabled in a namespace that is opted in, but only the namespaces and service accounts in the injector config's optOut may opt out, and neither namespace '${NS_OPTED_IN}' nor service account '${NS_OPTED_IN}/default' is listed`,
+    );
+  });
+
+  it('leaves a pod labeled disabled untouched in an opted-in namespace when the config lets its service account opt out', async function () {
+    const pod = await core.createNamespacedPod({ namespace: NS_OPTED_IN, body: podBody('exporter', { 'agentgate.dev/inject': 'disabled' }, { serviceAccountName: 'exporter' }) });
     expect(pod.spec!.containers.map((c) => c.name)).to.deep.equal(['agent']);
     expect(pod.metadata!.annotations ?? {}).to.not.have.property('agentgate.dev/status');
+  });
+
+  it('refuses a malformed label value through both webhook entries, as agentgate inject does', async function () {
+    for (const [ns, entry] of [[NS_PLAIN, 'pods'], [NS_OPTED_IN, 'namespaces']] as const) {
+      const { code, message } = await refusal(core.createNamespacedPod({ namespace: ns, body: podBody('mixed-case', { 'agentgate.dev/inject': 'Enabled' }) }));
+      expect(code).to.equal(403);
+      expect(message).to.equal(
+        `admission webhook "${entry}.inject.agentgate.dev" denied the request: agentgate refuses pod ${ns}/mixed-case: label agentgate.dev/inject: expected "enabled" or "disabled", got 'Enabled' (values are case-sensitive, as the webhook's selectors match them)`,
+      );
+    }
+    const manifest = path.join(dir, 'mixed-case.yaml');
+    await writeFile(manifest, YAML.stringify({ apiVersion: 'v1', kind: 'Pod', ...podBody('mixed-case', { 'agentgate.dev/inject': 'Enabled' }) }));
+    const offline = await run(process.execPath, [CLI, 'inject', '-f', manifest, '--config', configFile]);
+    expect(offline.code).to.equal(1);
+    expect(offline.stderr).to.include(`label agentgate.dev/inject: expected "enabled" or "disabled", got 'Enabled'`);
+  });
+
+  it('refuses hostPID, privileged containers and a hostPath of the kubelet\'s directory, through the API server', async function () {
+    const cases: [string, Partial<k8s.V1PodSpec>, RegExp][] = [
+      ['host-pid', { hostPID: true }, /agentgate refuses pod e2e-inject-plain\/host-pid: it sets hostPID/],
+      ['privileged', { containers: [{ name: 'agent', image: 'python:3.12-slim', securityContext: { privileged: true } }] }, /container 'agent' is privileged/],
+      ['kubelet', { volumes: [{ name: 'kubelet', hostPath: { path: '/var/lib/kubelet' } }] }, /volume 'kubelet': hostPath '\/var\/lib\/kubelet' reaches the kubelet's directory/],
+    ];
+    for (const [name, spec, re] of cases) {
+      const { code, message } = await refusal(core.createNamespacedPod({ namespace: NS_PLAIN, body: podBody(name, { 'agentgate.dev/inject': 'enabled' }, spec) }));
+      expect(code, name).to.equal(403);
+      expect(message, name).to.match(re);
+    }
+  });
+
+  it('refuses an agent container that reads the connection\'s Secret or a Secret not on the allow-list, and admits an allowed one', async function () {
+    const env = (secret: string) => [{ name: 'S', valueFrom: { secretKeyRef: { name: secret, key: 'k' } } }];
+    const conn = await refusal(core.createNamespacedPod({ namespace: NS_PLAIN, body: podBody('conn-secret', { 'agentgate.dev/inject': 'enabled' }, { containers: [{ name: 'agent', image: 'python:3.12-slim', env: env('payments-db-credentials') }] }) }));
+    expect(conn.message).to.match(/container 'agent' \(env S\) references Secret 'payments-db-credentials', the database credentials of connection 'payments'/);
+    const token = await refusal(core.createNamespacedPod({
+      namespace: NS_PLAIN,
+      body: podBody('token-secret', { 'agentgate.dev/inject': 'enabled' }, {
+        volumes: [{ name: 'robot', secret: { secretName: 'agent-robot' } }],
+        containers: [{ name: 'agent', image: 'python:3.12-slim', volumeMounts: [{ name: 'robot', mountPath: '/robot' }] }],
+      }),
+    }));
+    expect(token.message).to.match(/container 'agent' \(volume 'robot'\) references Secret 'agent-robot', which is not in the injector config's allowedSecrets/);
+    const ok = await core.createNamespacedPod({ namespace: NS_PLAIN, body: podBody('allowed-secret', { 'agentgate.dev/inject': 'enabled' }, { containers: [{ name: 'agent', image: 'python:3.12-slim', env: env('openai-api-key') }] }) });
+    expectProtected(ok);
   });
 
   it('leaves an unlabeled pod untouched: it keeps the API server\'s own token mount', async function () {
@@ -341,6 +401,86 @@ describe('injector e2e on the REAL kube-apiserver v1.20.2 (classic-sidecar mode)
     }
     expect(pods.map((p) => p.metadata!.ownerReferences?.[0]?.kind)).to.deep.equal(['ReplicaSet', 'ReplicaSet']);
     for (const p of pods) expectProtected(p);
+  });
+
+  it('refuses a pod update that swaps the proxy\'s image, and allows one that changes the agent\'s', async function () {
+    const patch = async (ops: unknown[]) => {
+      const dispatcher = new Agent({ connect: { ca: cluster.caPem } });
+      try {
+        const res = await request(`${cluster.server}/api/v1/namespaces/${NS_PLAIN}/pods/labeled`, {
+          method: 'PATCH',
+          dispatcher,
+          headers: { authorization: `Bearer ${cluster.adminToken}`, 'content-type': 'application/json-patch+json' },
+          body: JSON.stringify(ops),
+        });
+        return { status: res.statusCode, body: (await res.body.json()) as { message?: string } };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const swap = await patch([{ op: 'replace', path: '/spec/containers/0/image', value: 'registry.example/token-dumper:1' }]);
+    expect(swap.status).to.equal(403);
+    expect(swap.body.message).to.equal(
+      `admission webhook "pods.inject.agentgate.dev" denied the request: agentgate refuses this update of pod ${NS_PLAIN}/labeled: it changes the image of the agentgate-proxy container (ghcr.io/agentgate/agentgate:e2e → registry.example/token-dumper:1), which holds the pod's real credentials; recreate the pod to change the proxy`,
+    );
+    const bump = await patch([{ op: 'replace', path: '/spec/containers/1/image', value: 'python:3.13-slim' }]);
+    expect(bump.status, bump.body.message).to.equal(200);
+  });
+
+  describe('kubectl debug: ephemeral containers on 1.20 (alpha gate EphemeralContainers, the EphemeralContainers object)', function () {
+    // 1.20 takes and returns an EphemeralContainers object at the subresource; kubectl ≥ 1.22
+    // sends a Pod there, which this server cannot read, so the requests are made directly.
+    // The Pod-shaped requests of ≥ 1.22 servers are covered by test/injector/ephemeral.test.ts.
+    const subresource = async (method: 'GET' | 'PUT', ns: string, name: string, body?: unknown) => {
+      const dispatcher = new Agent({ connect: { ca: cluster.caPem } });
+      try {
+        const res = await request(`${cluster.server}/api/v1/namespaces/${ns}/pods/${name}/ephemeralcontainers`, {
+          method,
+          dispatcher,
+          headers: { authorization: `Bearer ${cluster.adminToken}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        return { status: res.statusCode, body: (await res.body.json()) as { message?: string; ephemeralContainers?: k8s.V1EphemeralContainer[] } };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const debugger_ = (mounts: k8s.V1VolumeMount[] = []) => ({
+      name: 'debugger', image: 'busybox:1.36', command: ['sh'], stdin: true, tty: true, targetContainerName: 'agent', terminationMessagePolicy: 'File',
+      ...(mounts.length ? { volumeMounts: mounts } : {}),
+    });
+
+    it('refuses a debug container that mounts the injected pod\'s real token volume', async function () {
+      const pod = await core.createNamespacedPod({ namespace: NS_OPTED_IN, body: podBody('debug-me') });
+      const [token] = tokenVolumes(pod);
+      const current = await subresource('GET', NS_OPTED_IN, 'debug-me');
+      expect(current.status).to.equal(200);
+      const put = await subresource('PUT', NS_OPTED_IN, 'debug-me', { ...current.body, ephemeralContainers: [debugger_([{ name: token!, mountPath: '/stolen', readOnly: true }])] });
+      expect(put.status).to.equal(403);
+      expect(put.body.message).to.equal(
+        `admission webhook "ephemeralcontainers.inject.agentgate.dev" denied the request: agentgate refuses ephemeral containers for pod ${NS_OPTED_IN}/debug-me: ephemeral container 'debugger' mounts volume '${token}', and this API server (before Kubernetes 1.22) sends the EphemeralContainers object, without the pod's labels or volumes, so agentgate cannot tell whether the pod is an agent or which volumes carry its real token; debug without volumeMounts`,
+      );
+      const stored = await core.readNamespacedPod({ name: 'debug-me', namespace: NS_OPTED_IN });
+      expect(stored.spec!.ephemeralContainers ?? []).to.deep.equal([]);
+    });
+
+    it('admits a debug container without volume mounts: it gets no token from the API server', async function () {
+      const current = await subresource('GET', NS_OPTED_IN, 'debug-me');
+      const put = await subresource('PUT', NS_OPTED_IN, 'debug-me', { ...current.body, ephemeralContainers: [debugger_()] });
+      expect(put.status, put.body.message).to.equal(200);
+      const stored = await core.readNamespacedPod({ name: 'debug-me', namespace: NS_OPTED_IN });
+      expect(stored.spec!.ephemeralContainers!.map((c) => [c.name, c.volumeMounts ?? []])).to.deep.equal([['debugger', []]]);
+      expectProtected(stored);
+    });
+
+    it('refuses a debug container with volume mounts in any pod the webhook covers: the 1.20 request does not say whose pod it is', async function () {
+      const pod = await core.createNamespacedPod({ namespace: NS_PLAIN, body: podBody('not-an-agent') });
+      const [token] = tokenVolumes(pod);
+      const current = await subresource('GET', NS_PLAIN, 'not-an-agent');
+      const put = await subresource('PUT', NS_PLAIN, 'not-an-agent', { ...current.body, ephemeralContainers: [debugger_([{ name: token!, mountPath: '/token' }])] });
+      expect(put.status).to.equal(403);
+      expect(put.body.message).to.match(/agentgate refuses ephemeral containers for pod e2e-inject-plain\/not-an-agent: ephemeral container 'debugger' mounts volume/);
+    });
   });
 
   it('agentgate inject output is accepted by kubectl apply, and its pods pass the webhook again unchanged (one sidecar)', async function () {

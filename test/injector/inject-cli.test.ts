@@ -13,7 +13,7 @@ import { injectManifests } from '../../injector/manifests.js';
 import { DEFAULT_CONFIG } from '../../injector/config.js';
 import { SA_PATH } from '../../injector/names.js';
 import type { Pod, PodSpec } from '../../injector/pod-types.js';
-import { goldenConfig, podProblems } from './support.js';
+import { GOLDEN_DIR, goldenConfig, podProblems } from './support.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
@@ -96,12 +96,31 @@ describe('agentgate inject', () => {
     expect(doc.items[1]).to.deep.equal(list.items[1]);
   });
 
-  it('leaves templates labeled disabled as they are', () => {
+  it('leaves templates labeled disabled as they are in a namespace the config lets opt out', () => {
+    const d = workload('Deployment', 'apps/v1') as any;
+    d.metadata.namespace = 'platform';
+    d.spec.template.metadata.labels['agentgate.dev/inject'] = 'disabled';
+    const out = injectManifests(JSON.stringify(d), 'd.json', cfg);
+    expect(out.errors).to.deep.equal([]);
+    expect(out.injected).to.equal(0);
+    expect(parse(out.yaml)).to.deep.equal(d);
+  });
+
+  it('refuses a template labeled disabled whose namespace and service account may not opt out, as the webhook does', () => {
     const d = workload('Deployment', 'apps/v1') as any;
     d.spec.template.metadata.labels['agentgate.dev/inject'] = 'disabled';
     const out = injectManifests(JSON.stringify(d), 'd.json', cfg);
-    expect(out.injected).to.equal(0);
-    expect(parse(out.yaml)).to.deep.equal(d);
+    expect(out.errors).to.deep.equal([
+      "d.json:1:161: document 1 (Deployment agents/deployment): spec.template: agentgate refuses the pod template: it is labeled agentgate.dev/inject=disabled in a namespace that is opted in, but only the namespaces and service accounts in the injector config's optOut may opt out, and neither namespace 'agents' nor service account 'agents/default' is listed",
+    ]);
+  });
+
+  it('judges an opt-out of an object without a namespace by the namespace option', () => {
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'exporter', labels: { 'agentgate.dev/inject': 'disabled' } }, spec: { ...structuredClone(podSpec), serviceAccountName: 'batch-exporter' } };
+    expect(injectManifests(JSON.stringify(pod), 'p.json', cfg).errors[0]).to.match(/the namespace is not known \(service account 'batch-exporter'; give the manifest a namespace or use --namespace\)$/);
+    const out = injectManifests(JSON.stringify(pod), 'p.json', cfg, { namespace: 'agents' });
+    expect(out.errors).to.deep.equal([]);
+    expect(parse(out.yaml)).to.deep.equal(pod);
   });
 
   it('refuses a CronJob when only a classic sidecar is possible, naming the document and the field', () => {
@@ -142,6 +161,18 @@ describe('agentgate inject', () => {
       expect(r.stderr).to.equal('');
       expect(r.status).to.equal(0);
       expect(templateOf(parse(r.stdout)).spec.initContainers![0].name).to.equal('agentgate-proxy');
+    });
+
+    it('--policy-params prints the ConfigMap the ValidatingAdmissionPolicy reads, from --config', () => {
+      const r = spawnSync(process.execPath, [MAIN, 'inject', '--policy-params', '--config', path.join(GOLDEN_DIR, 'config.yaml')], { encoding: 'utf8' });
+      expect(r.stderr).to.equal('');
+      expect(r.status).to.equal(0);
+      expect(parse(r.stdout)).to.deep.equal({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'agentgate-injector-policy', namespace: 'agentgate-system', labels: { 'app.kubernetes.io/name': 'agentgate', 'app.kubernetes.io/component': 'injector' } },
+        data: { 'allowed-secret.openai-api-key': '', 'opt-out-namespace.platform': '', 'opt-out-service-account.agents.batch-exporter': '' },
+      });
     });
 
     it('uses --config and exits 1 with nothing on stdout when a document is refused', () => {

@@ -15,6 +15,7 @@ import type { MutationResult } from '../../injector/mutate.js';
 import { parseInjectorConfig, ConfigError, DEFAULT_CONFIG } from '../../injector/config.js';
 import { createPatch } from '../../injector/json-patch.js';
 import { parseQuantity } from '../../injector/quantity.js';
+import { KUBELET_HOST_PATH, UNCLEAR_HOST_PATH } from '../../injector/names.js';
 import type { Pod } from '../../injector/pod-types.js';
 import { GOLDEN_DIR, goldenConfig } from './support.js';
 
@@ -39,11 +40,51 @@ describe('injector mutation', () => {
     expect(mutatePod(pod, cfg)).to.deep.equal({ action: 'skip', reason: 'the pod is not labeled agentgate.dev/inject=enabled' });
   });
 
-  it('skips a pod labeled disabled even in an opted-in namespace', () => {
+  it('skips a pod labeled disabled in a namespace that is not opted in', () => {
     const pod = plain();
     pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
-    expect(mutatePod(pod, cfg, { namespaceOptedIn: true }).action).to.equal('skip');
+    expect(mutatePod(pod, cfg, { namespaceOptedIn: false })).to.deep.equal({ action: 'skip', reason: 'the pod is labeled agentgate.dev/inject=disabled' });
   });
+
+  it('refuses an opt-out in an opted-in namespace by a service account the config does not list', () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    expect(mutatePod(pod, cfg, { namespaceOptedIn: true })).to.deep.equal({
+      action: 'refuse',
+      message: "agentgate refuses pod agents/agent-7d9f8b6c5-*: it is labeled agentgate.dev/inject=disabled in a namespace that is opted in, but only the namespaces and service accounts in the injector config's optOut may opt out, and neither namespace 'agents' nor service account 'agents/agent' is listed",
+    });
+  });
+
+  it('honours an opt-out by a listed service account, named as the API server defaults it', () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    delete pod.spec!.serviceAccountName;
+    delete pod.spec!.serviceAccount;
+    const c = { ...cfg, optOut: { namespaces: [], serviceAccounts: ['agents/default'] } };
+    expect(mutatePod(pod, c, { namespaceOptedIn: true })).to.deep.equal({
+      action: 'skip',
+      reason: 'the pod is labeled agentgate.dev/inject=disabled and the injector config lets agents/default opt out',
+    });
+  });
+
+  it('refuses an opt-out whose namespace is unknown, saying how to give it', () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    delete pod.metadata!.namespace;
+    const r = mutatePod(pod, cfg, { namespaceOptedIn: true });
+    expect(r.action).to.equal('refuse');
+    expect((r as { message: string }).message).to.match(/the namespace is not known \(service account 'agent'; give the manifest a namespace or use --namespace\)$/);
+  });
+
+  for (const value of ['Enabled', 'ENABLED', 'true', 'Disabled', 'enabled ', '']) {
+    it(`refuses the label value '${value}' whether or not the namespace is opted in`, () => {
+      const pod = plain();
+      pod.metadata!.labels!['agentgate.dev/inject'] = value;
+      const message = `agentgate refuses pod agents/agent-7d9f8b6c5-*: label agentgate.dev/inject: expected "enabled" or "disabled", got '${value}' (values are case-sensitive, as the webhook's selectors match them)`;
+      expect(mutatePod(pod, cfg, { namespaceOptedIn: true })).to.deep.equal({ action: 'refuse', message });
+      expect(mutatePod(pod, cfg, { namespaceOptedIn: false })).to.deep.equal({ action: 'refuse', message });
+    });
+  }
 
   it('uses a classic sidecar when the pod asks for it with native-sidecar "false"', () => {
     const { pod } = injected(mutatePod(annotate(plain(), { 'agentgate.dev/native-sidecar': 'false' }), cfg));
@@ -115,16 +156,69 @@ describe('injector mutation', () => {
     const r = mutatePod(pod, cfg);
     expect(r.action).to.equal('refuse');
     expect((r as { message: string }).message).to.equal(
-      "agentgate refuses pod agents/agent-7d9f8b6c5-*: it sets shareProcessNamespace, which lets agent containers read the proxy's files (its real credentials) through /proc; remove it, or label the pod agentgate.dev/inject=disabled if it is not an agent",
+      "agentgate refuses pod agents/agent-7d9f8b6c5-*: it sets shareProcessNamespace, which lets agent containers read the proxy's files (its real credentials) through /proc; remove it, or, if it is not an agent, run it in a namespace that is not opted in (or one the injector config's optOut lists, labeled agentgate.dev/inject=disabled)",
     );
   });
 
-  it('warns about privileged agent containers', () => {
+  it('warns about agent containers that add SYS_PTRACE or SYS_ADMIN', () => {
     const pod = plain();
-    pod.spec!.containers[0].securityContext = { privileged: true };
+    pod.spec!.containers[0].securityContext = { capabilities: { add: ['SYS_PTRACE'] } };
     expect(injected(mutatePod(pod, cfg)).warnings).to.deep.equal([
-      "agentgate: containers agent are privileged or add SYS_ADMIN/SYS_PTRACE: they can reach the proxy's credentials through the node",
+      "agentgate: containers agent add SYS_ADMIN, SYS_PTRACE or ALL capabilities: a container break-out from them would reach the proxy's credentials",
     ]);
+  });
+
+  it('refuses a Windows host-process container', () => {
+    const pod = plain();
+    pod.spec!.containers[0].securityContext = { windowsOptions: { hostProcess: true } };
+    const r = mutatePod(pod, cfg);
+    expect((r as { message: string }).message).to.match(/^agentgate refuses pod agents\/agent-7d9f8b6c5-\*: container 'agent' is a Windows host process, which runs on the node outside the pod's isolation; remove it/);
+  });
+
+  const kubeletPaths = ['/', '//', '/var', '/var/', '/var/lib', '/var/lib/kubelet', '/var/lib/kubelet/', '/var/lib/kubelet/pods', '/var/lib/kubelet/pods/0b3c/volumes', '//var///lib//kubelet'];
+  for (const p of kubeletPaths) {
+    it(`refuses a hostPath volume of '${p}', which reaches the kubelet's pod directories`, () => {
+      const pod = plain();
+      pod.spec!.volumes!.push({ name: 'host', hostPath: { path: p } });
+      const r = mutatePod(pod, cfg);
+      expect((r as { message: string }).message).to.include(`volume 'host': hostPath '${p}' reaches the kubelet's directory /var/lib/kubelet`);
+    });
+  }
+
+  for (const p of ['var/lib', 'relative', '/var/lib/./kubelet', '/var/log/../lib/kubelet', '/data/..', '']) {
+    it(`refuses a hostPath volume of '${p}', which a prefix check cannot follow`, () => {
+      const pod = plain();
+      pod.spec!.volumes!.push({ name: 'host', hostPath: { path: p } });
+      const r = mutatePod(pod, cfg);
+      expect((r as { message: string }).message).to.include(`volume 'host': hostPath '${p}' is not an absolute path without '.' or '..' segments`);
+    });
+  }
+
+  for (const p of ['/var/log', '/var/lib/kubeletx', '/var/lib/docker', '/etc/ssl/certs', '/var/libs', '/data/.cache']) {
+    it(`injects a pod with a hostPath volume of '${p}'`, () => {
+      const pod = plain();
+      pod.spec!.volumes!.push({ name: 'host', hostPath: { path: p } });
+      expect(mutatePod(pod, cfg).action).to.equal('inject');
+    });
+  }
+
+  it('lets an env variable the injector replaces read a Secret: the reference is gone from the pod', () => {
+    const pod = plain();
+    pod.spec!.containers[0].env = [{ name: 'PGHOST', valueFrom: { secretKeyRef: { name: 'payments-db-credentials', key: 'host' } } }];
+    const { pod: out } = injected(mutatePod(annotate(pod, { 'agentgate.dev/connections': 'payments' }), cfg));
+    expect(out.spec!.containers[0].env!.find((e) => e.name === 'PGHOST')).to.deep.equal({ name: 'PGHOST', value: '127.0.0.1' });
+  });
+
+  it('refuses a secretKeyRef without a name (it is not on the allow-list)', () => {
+    const pod = plain();
+    pod.spec!.containers[0].env = [{ name: 'X', valueFrom: { secretKeyRef: { key: 'token' } as never } }];
+    expect((mutatePod(pod, cfg) as { message: string }).message).to.include("container 'agent' (env X) references Secret '', which is not in the injector config's allowedSecrets");
+  });
+
+  it('refuses an init container that reads an allowed Secret\'s neighbour: the allow-list is by exact name', () => {
+    const pod = plain();
+    pod.spec!.initContainers = [{ name: 'fetch', image: 'busybox', envFrom: [{ secretRef: { name: 'openai-api-key-admin' } }] }];
+    expect((mutatePod(pod, cfg) as { message: string }).message).to.include("init container 'fetch' (envFrom) references Secret 'openai-api-key-admin', which is not in the injector config's allowedSecrets");
   });
 
   it('does not touch the input object', () => {
@@ -176,6 +270,19 @@ describe('injector config', () => {
     }
   });
 
+  it('reads allowedSecrets and optOut, and refuses a connection Secret on the allow-list or a service account without its namespace', () => {
+    const c = parseInjectorConfig('allowedSecrets: [b, a, a]\noptOut: {namespaces: [platform], serviceAccounts: [agents/exporter]}\n', 'c.yaml');
+    expect([c.allowedSecrets, c.optOut]).to.deep.equal([['a', 'b'], { namespaces: ['platform'], serviceAccounts: ['agents/exporter'] }]);
+    expect([DEFAULT_CONFIG.allowedSecrets, DEFAULT_CONFIG.optOut]).to.deep.equal([[], { namespaces: [], serviceAccounts: [] }]);
+    try {
+      parseInjectorConfig('connections:\n  payments: {secret: db}\nallowedSecrets: [ok, db]\n', 'injector.yaml');
+      expect.fail('should throw');
+    } catch (err) {
+      expect((err as Error).message).to.equal("injector.yaml:3:22: allowedSecrets[1]: 'db' is the Secret of connection 'payments': only the proxy may read database credentials");
+    }
+    expect(() => parseInjectorConfig('optOut:\n  serviceAccounts: [exporter]\n', 'injector.yaml')).to.throw("injector.yaml:2:21: optOut.serviceAccounts[0]: invalid value 'exporter' (namespace/service-account)");
+  });
+
   it('accepts the commented example config shipped in injector/', () => {
     const file = path.join(SRC, 'config.example.yaml');
     const c = parseInjectorConfig(readFileSync(file, 'utf8'), file);
@@ -188,23 +295,39 @@ describe('injector config', () => {
 });
 
 describe('reference admission configuration', () => {
-  it('the MutatingWebhookConfiguration is valid and has the two entries with the required settings', () => {
+  it('the MutatingWebhookConfiguration is valid and has the three entries with the required settings', () => {
     const mwc = parse(readFileSync(path.join(SRC, 'mutatingwebhookconfiguration.yaml'), 'utf8'));
     new MutatingWebhookConfiguration(mwc).validate();
-    expect(mwc.webhooks).to.have.length(2);
+    expect(mwc.webhooks.map((w: { name: string }) => w.name)).to.deep.equal(['pods.inject.agentgate.dev', 'namespaces.inject.agentgate.dev', 'ephemeralcontainers.inject.agentgate.dev']);
     for (const w of mwc.webhooks) {
       expect([w.failurePolicy, w.timeoutSeconds, w.reinvocationPolicy, w.sideEffects, w.admissionReviewVersions, w.clientConfig.service.path]).to.deep.equal(['Fail', 5, 'IfNeeded', 'None', ['v1'], '/mutate']);
       expect(w.namespaceSelector.matchExpressions).to.deep.include({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'agentgate-system'] });
     }
-    expect(mwc.webhooks[0].objectSelector).to.deep.equal({ matchLabels: { 'agentgate.dev/inject': 'enabled' } });
-    expect(mwc.webhooks[1].objectSelector.matchExpressions).to.deep.equal([{ key: 'agentgate.dev/inject', operator: 'NotIn', values: ['enabled', 'disabled'] }]);
+    const [pods, namespaces, ephemeral] = mwc.webhooks;
+    // Every labeled pod but an opted-out one reaches the webhook, so a malformed value is refused, not ignored.
+    expect(pods.objectSelector.matchExpressions).to.deep.equal([{ key: 'agentgate.dev/inject', operator: 'Exists' }, { key: 'agentgate.dev/inject', operator: 'NotIn', values: ['disabled'] }]);
+    expect(pods.namespaceSelector.matchExpressions).to.deep.include({ key: 'agentgate.dev/inject', operator: 'NotIn', values: ['enabled', 'disabled'] });
+    // Every pod of an opted-in namespace, the opted-out ones included: the webhook decides who may opt out.
+    expect(namespaces.objectSelector).to.equal(undefined);
+    expect(namespaces.namespaceSelector.matchExpressions).to.deep.include({ key: 'agentgate.dev/inject', operator: 'In', values: ['enabled'] });
+    expect([pods.rules, namespaces.rules].map((r) => r.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources]))).to.deep.equal([[[['CREATE', 'UPDATE'], ['pods']]], [[['CREATE', 'UPDATE'], ['pods']]]]);
+    expect(ephemeral.rules.map((x: { operations: string[]; resources: string[] }) => [x.operations, x.resources])).to.deep.equal([[['UPDATE'], ['pods/ephemeralcontainers']]]);
+    expect(ephemeral.objectSelector).to.equal(undefined);
   });
 
-  it('the ValidatingAdmissionPolicy and its binding are valid objects', () => {
-    const [vap, binding] = parseAllDocuments(readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8')).map((d) => d.toJS());
-    new ValidatingAdmissionPolicy(vap).validate();
-    new ValidatingAdmissionPolicyBinding(binding).validate();
-    expect(vap.spec.validations).to.have.length(3);
-    expect(binding.spec.validationActions).to.deep.equal(['Deny']);
+  it('the ValidatingAdmissionPolicies, their bindings and the parameter ConfigMap are valid objects', () => {
+    const [vap, binding, nsVap, nsBinding, params] = parseAllDocuments(readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8')).map((d) => d.toJS());
+    for (const p of [vap, nsVap]) new ValidatingAdmissionPolicy(p).validate();
+    for (const b of [binding, nsBinding]) new ValidatingAdmissionPolicyBinding(b).validate();
+    expect(vap.spec.validations).to.have.length(10);
+    expect([binding.spec.validationActions, nsBinding.spec.validationActions]).to.deep.equal([['Deny'], ['Deny']]);
+    expect(vap.spec.paramKind).to.deep.equal({ apiVersion: 'v1', kind: 'ConfigMap' });
+    expect(binding.spec.paramRef).to.deep.equal({ name: 'agentgate-injector-policy', namespace: 'agentgate-system', parameterNotFoundAction: 'Deny' });
+    expect([params.kind, params.metadata.name, params.metadata.namespace]).to.deep.equal(['ConfigMap', 'agentgate-injector-policy', 'agentgate-system']);
+  });
+
+  it('the policy checks hostPaths with the same expressions as the webhook', () => {
+    const text = readFileSync(path.join(SRC, 'validatingadmissionpolicy.yaml'), 'utf8');
+    for (const re of [KUBELET_HOST_PATH, UNCLEAR_HOST_PATH]) expect(text).to.include(`matches('${re}')`);
   });
 });

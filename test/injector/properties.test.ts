@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
 import { mutatePod } from '../../injector/mutate.js';
+import { mutateEphemeralContainers } from '../../injector/ephemeral.js';
 import { createPatch } from '../../injector/json-patch.js';
 import { admitServiceAccount } from '../../injector/service-account-admission.js';
 import { SA_PATH, SIDECAR_NAME, IDENTITY_VOLUME } from '../../injector/names.js';
@@ -89,8 +90,11 @@ const podArb = fc
     return admitServiceAccount(pod, 'seed');
   });
 
-const configs = [goldenConfig(false), goldenConfig(true)];
-const RUNS = { numRuns: 300 };
+// The generated pods mount the Secret 'ci-robot' at the service-account path (a token the
+// proxy gets) or elsewhere (an app Secret): the second is allowed only when listed.
+const configs = [goldenConfig(false), goldenConfig(true)].map((c) => ({ ...c, allowedSecrets: [...c.allowedSecrets, 'ci-robot'] }));
+// Seeded: a failure names the same pods on every run.
+const RUNS = { numRuns: 300, seed: 20261201 };
 
 describe('injector mutation properties', () => {
   it('injecting an injected pod gives the same pod', () => {
@@ -141,6 +145,32 @@ describe('injector mutation properties', () => {
         const c = (again as { pod: Pod }).pod.spec!.containers.find((x) => x.name === 'late-0')!;
         const creds = credentialVolumeNames((again as { pod: Pod }).pod);
         expect((c.volumeMounts ?? []).filter((m) => creds.has(m.name))).to.deep.equal([]);
+        expect(c.env?.find((e) => e.name === 'KUBERNETES_SERVICE_HOST')?.value).to.equal('127.0.0.1');
+      }),
+      RUNS,
+    );
+  });
+
+  it('an ephemeral container added later (kubectl debug) reads no credential: rewritten like the others', () => {
+    const tokenMount = fc.constantFrom<VolumeMount[]>([], [{ name: 'kube-api-access-8vkhm', mountPath: '/stolen' }], [{ name: 'kube-api-access-8vkhm', mountPath: SA_PATH }]);
+    fc.assert(
+      fc.property(podArb, containerArb('dbg', false), tokenMount, (pod, debug, extra) => {
+        const once = mutatePod(pod, configs[0]);
+        if (once.action !== 'inject') return;
+        const old = once.pod;
+        const d = debug(0);
+        const taken = new Set((d.volumeMounts ?? []).map((m) => m.mountPath));
+        d.volumeMounts = [...(d.volumeMounts ?? []), ...extra.filter((m) => !taken.has(m.mountPath) && (old.spec!.volumes ?? []).some((v) => v.name === m.name))];
+        const object = structuredClone(old);
+        object.spec!.ephemeralContainers = [d as never];
+        const r = mutateEphemeralContainers(object, old, configs[0]);
+        expect(r.action).to.equal('inject');
+        const c = (r as { pod: Pod }).pod.spec!.ephemeralContainers![0] as Container;
+        const creds = credentialVolumeNames(old);
+        expect((c.volumeMounts ?? []).filter((m) => creds.has(m.name) || m.name.startsWith('agentgate-') && m.name !== IDENTITY_VOLUME)).to.deep.equal([]);
+        expect((c.volumeMounts ?? []).filter((m) => m.mountPath === SA_PATH || m.mountPath.startsWith(`${SA_PATH}/`))).to.deep.equal([
+          { name: IDENTITY_VOLUME, mountPath: SA_PATH, readOnly: true },
+        ]);
         expect(c.env?.find((e) => e.name === 'KUBERNETES_SERVICE_HOST')?.value).to.equal('127.0.0.1');
       }),
       RUNS,

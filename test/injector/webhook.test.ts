@@ -96,11 +96,31 @@ describe('injector webhook over HTTPS', () => {
     ]);
   });
 
-  it('allows a pod labeled disabled without a patch', async () => {
+  it('allows a pod labeled disabled without a patch when its namespace may opt out', async () => {
     const pod = plain();
     pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    pod.metadata!.namespace = 'platform';
     const r = (await client.post(`${url}/mutate`, JSON.stringify(admissionReview(pod, { uid: 'd' })))).json().response;
     expect(r).to.deep.equal({ uid: 'd', allowed: true });
+  });
+
+  it('refuses a pod labeled disabled whose namespace and service account may not opt out', async () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    const r = (await client.post(`${url}/mutate`, JSON.stringify(admissionReview(pod, { uid: 'e' })))).json().response;
+    expect(r.allowed).to.equal(false);
+    expect(r.status.code).to.equal(403);
+    expect(r.status.message).to.match(/^agentgate refuses pod agents\/agent-7d9f8b6c5-\*: it is labeled agentgate.dev\/inject=disabled in a namespace that is opted in/);
+  });
+
+  it('judges the opt-out by the request\'s namespace when the pod being created carries none', async () => {
+    const pod = plain();
+    pod.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+    delete pod.metadata!.namespace;
+    const review = admissionReview(pod, { uid: 'f' });
+    (review.request as { namespace: string }).namespace = 'platform';
+    const r = (await client.post(`${url}/mutate`, JSON.stringify(review))).json().response;
+    expect(r).to.deep.equal({ uid: 'f', allowed: true });
   });
 
   it('injects an unlabeled pod: it was sent here by the namespace entry of the webhook configuration', async () => {
@@ -110,7 +130,7 @@ describe('injector webhook over HTTPS', () => {
     expect(r.patchType).to.equal('JSONPatch');
   });
 
-  it('allows objects it does not handle unchanged (a Deployment, a pod UPDATE, a subresource)', async () => {
+  it('allows objects it does not handle unchanged (a Deployment, a pod UPDATE that leaves the proxy alone, a CREATE of a subresource)', async () => {
     const dep = admissionReview(plain(), { uid: 'e' }) as { request: Record<string, unknown> };
     dep.request.kind = { group: 'apps', version: 'v1', kind: 'Deployment' };
     dep.request.resource = { group: 'apps', version: 'v1', resource: 'deployments' };
@@ -122,6 +142,36 @@ describe('injector webhook over HTTPS', () => {
     const sub = admissionReview(plain(), { uid: 'g' }) as { request: Record<string, unknown> };
     sub.request.subResource = 'ephemeralcontainers';
     expect((await client.post(`${url}/mutate`, JSON.stringify(sub))).json().response).to.deep.equal({ uid: 'g', allowed: true });
+  });
+
+  describe('a pod UPDATE (container images are the one thing it can change)', () => {
+    const injectedPod = () => parse(readFileSync(path.join(GOLDEN_DIR, 'plain.out.yaml'), 'utf8')) as Pod;
+    const update = (object: Pod, oldObject: Pod, uid: string) => {
+      const r = admissionReview(object, { uid }) as { request: Record<string, unknown> };
+      r.request.operation = 'UPDATE';
+      r.request.oldObject = oldObject;
+      r.request.options = { kind: 'UpdateOptions', apiVersion: 'meta.k8s.io/v1' };
+      return r;
+    };
+
+    it('refuses swapping the proxy\'s image, even when the same update opts the pod out', async () => {
+      const old = injectedPod();
+      const swapped = injectedPod();
+      swapped.metadata!.labels!['agentgate.dev/inject'] = 'disabled';
+      swapped.spec!.initContainers![0].image = 'registry.example/token-dumper:1';
+      const r = (await client.post(`${url}/mutate`, JSON.stringify(update(swapped, old, 'u1')))).json().response;
+      expect(r.allowed).to.equal(false);
+      expect(r.status.message).to.equal(
+        'agentgate refuses this update of pod agents/agent-7d9f8b6c5-*: it changes the image of the agentgate-proxy container (registry.example/agentgate:0.1.0 → registry.example/token-dumper:1), which holds the pod\'s real credentials; recreate the pod to change the proxy',
+      );
+    });
+
+    it('allows a new image for an agent container', async () => {
+      const old = injectedPod();
+      const bumped = injectedPod();
+      bumped.spec!.containers[0].image = 'registry.example/agent:1.5';
+      expect((await client.post(`${url}/mutate`, JSON.stringify(update(bumped, old, 'u2')))).json().response).to.deep.equal({ uid: 'u2', allowed: true });
+    });
   });
 
   it('denies an opted-in pod it cannot patch safely, with the reason', async () => {

@@ -332,7 +332,8 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       `--service-account-signing-key-file=${pki.saKeyFile}`,
       `--service-account-issuer=${server}`,
       '--service-cluster-ip-range=10.0.0.0/24',
-      '--feature-gates=BoundServiceAccountTokenVolume=true',
+      // EphemeralContainers (alpha in 1.20): the injector's `kubectl debug` path is tested against the real server.
+      '--feature-gates=BoundServiceAccountTokenVolume=true,EphemeralContainers=true',
       '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
       // The `kubernetes` Endpoints object cannot hold a loopback address; nothing in-cluster needs it here.
       '--endpoint-reconciler-type=none',
