@@ -90,6 +90,33 @@ export class DocumentMasker {
     return masked ? masked.toString('base64') : v;
   }
 
+  /** A parsed `annotations` map, masked (the map itself when it hides nothing). */
+  annotationMap(m: unknown): unknown {
+    return isObj(m) ? this.annotations(m, 0) : this.walk(m, 0);
+  }
+
+  /** A parsed `binaryData` map, masked (the map itself when it hides nothing). */
+  binaryDataMap(m: unknown): unknown {
+    return isObj(m) ? this.base64Map(m, false) : this.walk(m, 0);
+  }
+
+  /**
+   * A parsed map of text values (ConfigMap `data`) with its hidden forms masked: JSON values
+   * as documents, escaped digits decoded. Plain PANs are left to the JSON masker that sees
+   * the body next, so a map that only holds those keeps its bytes.
+   */
+  textMap(m: unknown): unknown {
+    if (!isObj(m)) return m;
+    return mapMembers(m, (_k, v) => {
+      if (typeof v !== 'string') return v;
+      if (looksLikeJson(v)) return this.embeddedJson(v, 0) ?? v;
+      const plain = unescapeDigits(v);
+      if (plain === v) return v;
+      const masked = maskText(plain, this.opts);
+      return masked === plain ? v : masked;
+    }, (k) => k);
+  }
+
   // ------------------------------------------------------------------ internals
 
   private member(k: string, v: unknown, depth: number): unknown {

@@ -17,6 +17,7 @@ import type { KubeApiDouble } from '../support/kube-api-double.js';
 after(stopSharedKubeCluster);
 
 const NS = 'e2e-masking';
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
 
@@ -63,6 +64,21 @@ describe('kubernetes masking on the REAL kube-apiserver v1.20.2', function () {
     await core.createNamespacedSecret({
       namespace: NS,
       body: { metadata: { name: 'card-vault' }, type: 'Opaque', data: { pan: b64(`card ${PAN}\n`), user: b64('svc-payments') } },
+    });
+    await core.createNamespacedConfigMap({
+      namespace: NS,
+      body: {
+        metadata: {
+          name: 'binary-cards',
+          // last-applied spells the PAN of `note` with a JSON escape (\u0034 for 4).
+          annotations: {
+            'example.com/card': b64(PAN),
+            [LAST_APPLIED]: `${JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'binary-cards', namespace: NS }, data: { cvv: '123', note: 'NOTE' }, binaryData: { blob: b64(PAN) } }).replace('NOTE', `card \\u0034${PAN.slice(1)}`)}\n`,
+          },
+        },
+        data: { plain: 'nothing to hide' },
+        binaryData: { blob: b64(`card ${PAN}`) },
+      },
     });
     h = await harnessOnCluster(cluster, MASKING_POLICY);
     agent = new Agent({ connect: { ca: await readFile(path.join(h.identityDir, 'ca.crt'), 'utf8') } });
@@ -132,6 +148,51 @@ describe('kubernetes masking on the REAL kube-apiserver v1.20.2', function () {
     it('a single get masks the value too', async () => {
       const r = await get(`/api/v1/namespaces/${NS}/secrets/card-vault`);
       expect(unb64((JSON.parse(r.text) as { data: Record<string, string> }).data.pan!)).to.equal(`card ${PAN_MASKED}\n`);
+    });
+  });
+
+  describe('ConfigMap binaryData and annotations', () => {
+    type Cm = { metadata: { name: string; annotations: Record<string, string> }; binaryData: Record<string, string> };
+    /** Each hiding place of the ConfigMap, decoded as the agent would. */
+    function hidden(cm: Cm): Record<string, unknown> {
+      const applied = JSON.parse(cm.metadata.annotations[LAST_APPLIED]!) as { data: Record<string, string>; binaryData: Record<string, string> };
+      return {
+        binaryData: unb64(cm.binaryData.blob!),
+        annotation: unb64(cm.metadata.annotations['example.com/card']!),
+        appliedCvv: applied.data.cvv,
+        appliedNote: applied.data.note,
+        appliedBinary: unb64(applied.binaryData.blob!),
+      };
+    }
+    const MASKED = { binaryData: `card ${PAN_MASKED}`, annotation: PAN_MASKED, appliedCvv: '***', appliedNote: `card ${PAN_MASKED}`, appliedBinary: PAN_MASKED };
+
+    it('a get masks binaryData, a base64 annotation and the copy in last-applied-configuration', async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps/binary-cards`);
+      expect(hidden(JSON.parse(r.text) as Cm)).to.deep.equal(MASKED);
+    });
+
+    it('a list masks them in every item', async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps`);
+      const item = (JSON.parse(r.text) as { items: Cm[] }).items.find((i) => i.metadata.name === 'binary-cards')!;
+      expect(hidden(item)).to.deep.equal(MASKED);
+    });
+
+    it('a watch masks them in every event', async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dbinary-cards`);
+      const events = r.text.trim().split('\n').map((l) => JSON.parse(l) as { object: Cm });
+      expect(events.map((e) => hidden(e.object))).to.deep.equal([MASKED]);
+    });
+
+    it('a Table with includeObject=Object masks them in the row object', async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps?includeObject=Object&fieldSelector=metadata.name%3Dbinary-cards`, 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json');
+      const t = JSON.parse(r.text) as { rows: { object: Cm }[] };
+      expect(t.rows.map((x) => hidden(x.object))).to.deep.equal([MASKED]);
+    });
+
+    it('kubectl get -o yaml shows none of them in clear', async () => {
+      const r = await h.kubectl(KUBECTL_NEW, ['get', 'configmap', 'binary-cards', '-n', NS, '-o', 'yaml']);
+      expect(r.code, r.stderr).to.equal(0);
+      for (const clear of [b64(PAN), b64(`card ${PAN}`), '"cvv":"123"', PAN]) expect(r.stdout).not.to.contain(clear);
     });
   });
 });
