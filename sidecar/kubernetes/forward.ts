@@ -16,6 +16,7 @@ import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
 import { codeClass, groupLabel, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
 import { maskOptionsFor, planBody } from './response-body.js';
+import { responseHeaders } from './response-headers.js';
 import { sendStatus, status } from './status.js';
 import type { StatusObject } from './status.js';
 import type { Upstream } from './upstream.js';
@@ -26,8 +27,6 @@ import type { KubeApprovalGate } from './approval-gate.js';
 export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
 const RESPONSE_OBJECT_LIMIT = 1024 * 1024;
 const BUFFER_LIMIT = 64 * 1024;
-
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'audit-id']);
 
 export interface ForwardDeps extends AdmitDeps {
   upstream: () => Upstream;
@@ -281,9 +280,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(status(502, 'InternalError', `agentgate: ${plan.why}; responses are only passed on masked, so this one was refused`));
   }
 
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-  headers['audit-id'] = ctx.auditID;
+  const headers = responseHeaders(up.headers, ctx.auditID, opts);
   if (empty) {
     if (up.headers['content-length'] !== undefined) headers['content-length'] = String(up.headers['content-length']);
     res.writeHead(up.statusCode, headers);

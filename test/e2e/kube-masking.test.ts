@@ -5,7 +5,10 @@
 // with the cluster's admin token; the agent side is raw HTTPS, client-node and kubectl.
 
 import { readFile } from 'node:fs/promises';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { createServingIdentity } from '../../sidecar/kubernetes/tls-identity.js';
 import { expect } from 'chai';
 import * as k8s from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
@@ -193,6 +196,114 @@ describe('kubernetes masking on the REAL kube-apiserver v1.20.2', function () {
       const r = await h.kubectl(KUBECTL_NEW, ['get', 'configmap', 'binary-cards', '-n', NS, '-o', 'yaml']);
       expect(r.code, r.stderr).to.equal(0);
       for (const clear of [b64(PAN), b64(`card ${PAN}`), '"cvv":"123"', PAN]) expect(r.stdout).not.to.contain(clear);
+    });
+  });
+
+  describe('response headers, Status messages and Events', () => {
+    let webhook: https.Server | undefined;
+    const WEBHOOK = 'agentgate-e2e-warning';
+
+    before(async function () {
+      // An admission webhook that warns with a card number, as a careless one might.
+      const id = createServingIdentity();
+      webhook = https.createServer({ key: id.keyPem, cert: id.certPem }, (req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          const review = JSON.parse(body) as { request: { uid: string } };
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: review.request.uid, allowed: true, warnings: [`refund card ${PAN} flagged`] } }));
+        });
+      });
+      await new Promise<void>((r) => webhook!.listen(0, '127.0.0.1', r));
+      const admission = cluster.kubeConfig.makeApiClient(k8s.AdmissionregistrationV1Api);
+      await admission.createValidatingWebhookConfiguration({
+        body: {
+          metadata: { name: WEBHOOK },
+          webhooks: [
+            {
+              name: 'warn.agentgate.test',
+              clientConfig: { url: `https://127.0.0.1:${(webhook.address() as AddressInfo).port}/`, caBundle: Buffer.from(id.caPem).toString('base64') },
+              rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['configmaps'] }],
+              objectSelector: { matchLabels: { 'agentgate.test/warn': 'yes' } },
+              sideEffects: 'None',
+              admissionReviewVersions: ['v1'],
+              failurePolicy: 'Fail',
+            },
+          ],
+        },
+      });
+      // The API server picks the configuration up asynchronously: wait until a dry run warns.
+      const deadline = Date.now() + 20_000;
+      for (let n = 0; ; n++) {
+        const r = await request(`${cluster.server}/api/v1/namespaces/${NS}/configmaps?dryRun=All`, {
+          method: 'POST',
+          dispatcher: new Agent({ connect: { ca: cluster.caPem } }),
+          headers: { authorization: `Bearer ${cluster.adminToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ metadata: { name: `probe-${n}`, labels: { 'agentgate.test/warn': 'yes' } } }),
+        });
+        await r.body.text();
+        if (String(r.headers.warning ?? '').includes(PAN)) break;
+        if (Date.now() > deadline) throw new Error('the warning webhook never answered');
+        await new Promise((res) => setTimeout(res, 200));
+      }
+    });
+
+    after(async () => {
+      await cluster.kubeConfig.makeApiClient(k8s.AdmissionregistrationV1Api).deleteValidatingWebhookConfiguration({ name: WEBHOOK }).catch(() => undefined);
+      await new Promise<void>((r) => (webhook ? webhook.close(() => r()) : r()));
+    });
+
+    it("masks an admission webhook's Warning header", async () => {
+      const res = await request(`https://${h.proxy.address}/api/v1/namespaces/${NS}/configmaps`, {
+        method: 'POST',
+        dispatcher: agent,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ metadata: { name: 'warned', labels: { 'agentgate.test/warn': 'yes' } } }),
+      });
+      await res.body.text();
+      expect(res.statusCode).to.equal(201);
+      expect(res.headers.warning).to.equal(`299 - "refund card ${PAN_MASKED} flagged"`);
+    });
+
+    it('kubectl prints the masked warning', async () => {
+      const r = await h.kubectl(KUBECTL_NEW, ['create', 'configmap', 'warned-kubectl', '-n', NS, '--dry-run=server', '-o', 'name']);
+      expect(r.code, r.stderr).to.equal(0);
+      // kubectl's own create has no label, so label it through a manifest instead.
+      const m = await h.kubectl(KUBECTL_NEW, ['apply', '--validate=false', '-f', '-'], {
+        input: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'warned-apply', namespace: NS, labels: { 'agentgate.test/warn': 'yes' } } }),
+      });
+      expect(m.stderr).to.contain(`Warning: refund card ${PAN_MASKED} flagged`);
+      expect(m.stderr).not.to.contain(PAN);
+    });
+
+    it('passes only the headers a client reads, with its own Audit-Id', async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps/binary-cards`);
+      expect(Object.keys(r.headers).sort()).to.deep.equal(['audit-id', 'cache-control', 'connection', 'content-length', 'content-type', 'date', 'keep-alive', 'x-kubernetes-pf-flowschema-uid', 'x-kubernetes-pf-prioritylevel-uid']);
+    });
+
+    it("masks the API server's Status message and details for an object named by a card number", async () => {
+      const r = await get(`/api/v1/namespaces/${NS}/configmaps/${PAN}`);
+      expect(r.status).to.equal(404);
+      expect(JSON.parse(r.text)).to.deep.include({ message: `configmaps "${PAN_MASKED}" not found`, details: { name: PAN_MASKED, kind: 'configmaps' } });
+    });
+
+    it("masks the sidecar's own refusal Status for such a name", async () => {
+      const res = await request(`https://${h.proxy.address}/api/v1/namespaces/${NS}/configmaps/${PAN}`, { method: 'DELETE', dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
+      const s = (await res.body.json()) as { message: string; details: { name: string } };
+      expect(res.statusCode).to.equal(403);
+      expect(s.message).to.contain(`configmaps "${PAN_MASKED}"`);
+      expect(JSON.stringify(s)).not.to.contain(PAN);
+      expect(s.details.name).to.equal(PAN_MASKED);
+    });
+
+    it('masks the message of an Event', async () => {
+      await core.createNamespacedEvent({
+        namespace: NS,
+        body: { metadata: { name: 'card-event' }, involvedObject: { kind: 'ConfigMap', name: 'binary-cards', namespace: NS }, reason: 'Seen', message: `charged card ${PAN}`, type: 'Normal' },
+      });
+      const r = await h.kubectl(KUBECTL_NEW, ['get', 'events', '-n', NS, '--field-selector', 'reason=Seen', '-o', 'jsonpath={.items[*].message}']);
+      expect(r.stdout).to.equal(`charged card ${PAN_MASKED}`);
     });
   });
 });
