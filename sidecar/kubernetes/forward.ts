@@ -8,9 +8,8 @@ import type { Readable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../core/log.js';
 import type { AuditSink } from '../../core/audit/types.js';
-import { maskValue } from '../../core/mask/value.js';
-import type { MaskOptions } from '../../core/mask/options.js';
 import { admit } from './admit.js';
+import { auditableBody } from './audit-body.js';
 import type { AdmitDeps } from './admit.js';
 import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
@@ -127,18 +126,6 @@ async function readBody(req: IncomingMessage): Promise<Buffer | StatusObject> {
   return Buffer.concat(chunks);
 }
 
-function auditableBody(body: Buffer, contentType: string | undefined, opts: MaskOptions): unknown {
-  if (body.length === 0) return undefined;
-  if (/json/i.test(contentType ?? '')) {
-    try {
-      return maskValue(JSON.parse(body.toString('utf8')) as unknown, opts);
-    } catch {
-      // fall through: recorded as masked text
-    }
-  }
-  return maskValue(body.toString('utf8'), opts);
-}
-
 export async function forward(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): Promise<void> {
   const ctx: AuditContext = { auditID: randomUUID(), received: new Date(), req, cluster: deps.cluster, level: deps.level };
   const t0 = process.hrtime.bigint();
@@ -200,7 +187,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     if (!Buffer.isBuffer(b)) return refuse(b);
     body = b;
   }
-  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts) : undefined;
+  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts, request) : undefined;
 
   // undici takes an EventEmitter as its abort signal: far cheaper per request than an
   // AbortController, whose EventTarget costs more than the rest of the request setup.

@@ -306,4 +306,66 @@ describe('kubernetes masking on the REAL kube-apiserver v1.20.2', function () {
       expect(r.stdout).to.equal(`charged card ${PAN_MASKED}`);
     });
   });
+
+  describe('the audit trail at RequestResponse level', () => {
+    let rr: Harness;
+    let rrToken: string;
+    let rrAgent: Agent;
+    const call = async (method: string, urlPath: string, body?: string, contentType = 'application/json') => {
+      const res = await request(`https://${rr.proxy.address}${urlPath}`, {
+        method: method as 'GET',
+        dispatcher: rrAgent,
+        headers: { authorization: `Bearer ${rrToken}`, ...(body ? { 'content-type': contentType } : {}) },
+        ...(body ? { body } : {}),
+      });
+      return { status: res.statusCode, text: await res.body.text() };
+    };
+    const auditText = async () => {
+      await rr.events();
+      return readFile(rr.auditFile, 'utf8');
+    };
+
+    before(async () => {
+      rr = await harnessOnCluster(cluster, MASKING_POLICY, { auditLevel: 'RequestResponse' });
+      rrToken = await rr.token();
+      rrAgent = new Agent({ connect: { ca: await readFile(path.join(rr.identityDir, 'ca.crt'), 'utf8') } });
+    });
+    after(async () => {
+      await rrAgent?.close();
+      await rr?.stop();
+    });
+
+    it('records a Secret create and list at Metadata level, without a body, masked or not', async () => {
+      const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db-login' }, stringData: { password: 'hunter2-db' }, data: { pan: b64(PAN) } };
+      expect((await call('POST', `/api/v1/namespaces/${NS}/secrets`, JSON.stringify(secret))).status).to.equal(201);
+      expect((await call('GET', `/api/v1/namespaces/${NS}/secrets`)).status).to.equal(200);
+      const events = (await rr.events()).filter((e) => e.objectRef?.resource === 'secrets');
+      expect(events.map((e) => [e.verb, e.level, e.requestObject, e.responseObject, e.annotations?.['agentgate.dev/bodies-omitted']])).to.deep.equal([
+        ['create', 'Metadata', undefined, undefined, 'Secret bodies are never recorded'],
+        ['list', 'Metadata', undefined, undefined, 'Secret bodies are never recorded'],
+      ]);
+      const text = await auditText();
+      for (const clear of ['hunter2-db', b64('hunter2-db'), b64(PAN), b64(`card ${PAN}\n`)]) expect(text).not.to.contain(clear);
+    });
+
+    it('masks a server-side apply YAML body after parsing it: folded lines and \\u escapes', async () => {
+      const yaml = [
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        `metadata: { name: folded, namespace: ${NS} }`,
+        'data:',
+        '  note: >-',
+        '    card 4111',
+        '    1111 1111 1111',
+        `  esc: "card \\u0034${PAN.slice(1)}"`,
+        '',
+      ].join('\n');
+      const r = await call('PATCH', `/api/v1/namespaces/${NS}/configmaps/folded?fieldManager=agent`, yaml, 'application/apply-patch+yaml');
+      expect(r.status, r.text).to.equal(201);
+      const ev = (await rr.events()).find((e) => e.objectRef?.name === 'folded' && e.verb === 'patch')!;
+      expect((ev.requestObject as { data: unknown }).data).to.deep.equal({ note: 'card **** **** **** 1111', esc: `card ${PAN_MASKED}` });
+      expect((ev.responseObject as { data: unknown }).data).to.deep.equal({ note: 'card **** **** **** 1111', esc: `card ${PAN_MASKED}` });
+      expect(await auditText()).not.to.match(/4111\s+1111 1111 1111|\\u0034111/);
+    });
+  });
 });
