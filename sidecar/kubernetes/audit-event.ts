@@ -28,7 +28,9 @@ export interface AuditContext {
 export function auditUser(identity: Identity | undefined): AuditUser {
   if (!identity) return { username: 'system:anonymous', groups: ['system:unauthenticated'] };
   const u: AuditUser = { username: identity.subject, groups: identity.groups };
-  if (identity.via === 'oidc' && identity.issuer) u.extra = { 'agentgate.dev/issuer': [identity.issuer] };
+  // Which kind of identity it is: the local token stands for the pod's service account.
+  const kind = identity.via === 'local-token' ? 'service-account' : identity.via;
+  u.extra = { 'agentgate.dev/identity': [kind], ...(identity.via === 'oidc' && identity.issuer ? { 'agentgate.dev/issuer': [identity.issuer] } : {}) };
   return u;
 }
 
