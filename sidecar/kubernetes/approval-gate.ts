@@ -17,8 +17,9 @@
 // The hold itself is protocol-neutral (../approval-hold.ts); this file words its outcome
 // as a Kubernetes Status (403, 429 + Retry-After, 499).
 
-import { createHash } from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
+import { maskText } from '../../core/mask/text.js';
+import type { MaskOptions } from '../../core/mask/options.js';
 import type { Decision, KubeRequest } from '../../core/policy/types.js';
 import { ApprovalRefused, howToApprove, specToInput } from '../../approval/client.js';
 import type { ApprovalClient } from '../../approval/client.js';
@@ -26,6 +27,8 @@ import type { ApprovalRequest, CreateApprovalInput } from '../../approval/types.
 import { DEFAULT_SPEC, describe, holdForApproval, refusal, unavailable, useApproval } from '../approval-hold.js';
 import type { ApprovalRecord, HoldOutcome } from '../approval-hold.js';
 import { status, targetPhrase } from './status.js';
+import { bodyDigest, credentialBearing, parseBody } from './audit-body.js';
+import { DocumentMasker } from './document-mask.js';
 import type { StatusObject } from './status.js';
 
 export type { ApprovalRecord } from '../approval-hold.js';
@@ -34,7 +37,7 @@ export type { ApprovalRecord } from '../approval-hold.js';
 export const JUSTIFICATION_HEADER = 'agentgate-justification';
 /** The service refuses longer justifications; longer ones are cut, not refused. */
 const MAX_JUSTIFICATION = 2000;
-/** Request bodies up to this size are part of the operation approvers see (masked by the service); larger ones by digest. */
+/** Request bodies whose masked rendering is up to this size are shown to approvers; larger ones by digest only. */
 const INLINE_BODY = 16 * 1024;
 /** How many deferred requests the gate remembers (oldest forgotten first). */
 const DEFERRED_MEMORY = 1024;
@@ -60,6 +63,8 @@ export interface KubeHoldRequest {
   body?: Buffer;
   contentType?: string;
   justification?: string;
+  /** The policy's masking options (default: core/mask's defaults). */
+  maskOptions?: MaskOptions;
   /** Aborted when the client goes away while the request is held. */
   signal: AbortSignal;
 }
@@ -73,19 +78,32 @@ export interface KubeApprovalGateOptions {
 
 /**
  * The operation approvers see and a `once` approval is bound to: method and request URI, the
- * object it targets, and the request body (inline when small, else its digest), so an
- * approval of one body never covers another. The service masks it before storing it.
+ * object it targets, and the request body — parsed and masked, a Secret's with every value
+ * emptied, other credential-bearing bodies not shown at all — then the body's digest, so
+ * an approval of one body never covers another (masking can make two bodies look alike).
+ * Nothing in it is a card number or a credential.
  */
-export function operationOf(r: Pick<KubeHoldRequest, 'method' | 'url' | 'request' | 'body' | 'contentType'>): string {
+export function operationOf(r: Pick<KubeHoldRequest, 'method' | 'url' | 'request' | 'body' | 'contentType' | 'maskOptions'>): string {
   const k = r.request;
+  const opts = r.maskOptions ?? {};
   const where = k.namespace ? ` in namespace "${k.namespace}"` : '';
   const sub = k.subresource ? `/${k.subresource}` : '';
-  const lines = [`${r.method} ${r.url}`, `${k.verb} ${targetPhrase(k)}${sub ? ` (${k.resource}${sub})` : ''}${where}`];
+  const lines = [`${r.method} ${maskText(r.url, opts)}`, maskText(`${k.verb} ${targetPhrase(k)}${sub ? ` (${k.resource}${sub})` : ''}${where}`, opts)];
   if (r.body && r.body.length) {
-    if (r.body.length <= INLINE_BODY && !r.body.includes(0)) lines.push(r.body.toString('utf8'));
-    else lines.push(`body: ${r.body.length} bytes, sha256 ${createHash('sha256').update(r.body).digest('hex')}`);
+    const shown = shownBody(r.body, r.contentType, k, opts);
+    if (shown !== undefined && shown.length <= INLINE_BODY) lines.push(shown);
+    lines.push(`body: ${bodyDigest(r.body)}`);
   }
   return lines.join('\n');
+}
+
+function shownBody(body: Buffer, contentType: string | undefined, k: KubeRequest, opts: MaskOptions): string | undefined {
+  const credentials = credentialBearing(k);
+  if (credentials && credentials !== 'Secret') return undefined;
+  const parsed = parseBody(body, contentType);
+  if (!parsed) return undefined;
+  const doc = credentials ? new DocumentMasker('redact', opts).maskDocument(parsed.doc, true) : new DocumentMasker('mask', opts).maskDocument(parsed.doc);
+  return JSON.stringify(doc);
 }
 
 /** What a `window` approval covers: the same verb on the same kind of object in the same namespace (any name, any body). */
@@ -102,7 +120,7 @@ export class KubeApprovalGate {
     const spec = r.decision.approval ?? DEFAULT_SPEC;
     const rule = r.decision.rule;
     const operation = operationOf(r);
-    const justification = r.justification?.trim().slice(0, MAX_JUSTIFICATION);
+    const justification = r.justification === undefined ? undefined : maskText(r.justification.trim().slice(0, MAX_JUSTIFICATION), r.maskOptions ?? {});
     const input: CreateApprovalInput = {
       protocol: 'kubernetes',
       connection: this.opts.cluster,

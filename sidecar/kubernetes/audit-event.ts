@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AuditEventInput, AuditObjectRef, AuditUser } from '../../core/audit/types.js';
 import type { Identity } from '../../core/identity.js';
 import type { Decision, KubeRequest } from '../../core/policy/types.js';
+import { credentialBearing } from './audit-body.js';
 
 export interface AuditContext {
   auditID: string;
@@ -27,7 +28,9 @@ export interface AuditContext {
 export function auditUser(identity: Identity | undefined): AuditUser {
   if (!identity) return { username: 'system:anonymous', groups: ['system:unauthenticated'] };
   const u: AuditUser = { username: identity.subject, groups: identity.groups };
-  if (identity.via === 'oidc' && identity.issuer) u.extra = { 'agentgate.dev/issuer': [identity.issuer] };
+  // Which kind of identity it is: the local token stands for the pod's service account.
+  const kind = identity.via === 'local-token' ? 'service-account' : identity.via;
+  u.extra = { 'agentgate.dev/identity': [kind], ...(identity.via === 'oidc' && identity.issuer ? { 'agentgate.dev/issuer': [identity.issuer] } : {}) };
   return u;
 }
 
@@ -60,10 +63,14 @@ export function buildEvent(
   if (ctx.upstreamAuditId) annotations['agentgate.dev/upstream-audit-id'] = ctx.upstreamAuditId;
   if (ctx.sessionFile) annotations['agentgate.dev/session-file'] = ctx.sessionFile;
   const r = ctx.request;
+  // Credential-bearing requests are recorded at Metadata level whatever the configured one.
+  const credentials = credentialBearing(r);
+  const level = credentials ? 'Metadata' : ctx.level;
+  if (credentials && ctx.level !== 'Metadata') annotations['agentgate.dev/bodies-omitted'] = `${credentials} bodies are never recorded`;
   const ev: AuditEventInput = {
     kind: 'Event',
     apiVersion: 'audit.k8s.io/v1',
-    level: ctx.level,
+    level,
     auditID: ctx.auditID,
     stage,
     requestURI: ctx.req.url ?? '',
@@ -90,8 +97,8 @@ export function buildEvent(
     ev.approval = ctx.approval;
     annotations['agentgate.dev/approval'] = `${ctx.approval.id} ${ctx.approval.state}`;
   }
-  if (extra.requestObject !== undefined && ctx.level !== 'Metadata') ev.requestObject = extra.requestObject;
-  if (extra.responseObject !== undefined && ctx.level === 'RequestResponse') ev.responseObject = extra.responseObject;
+  if (extra.requestObject !== undefined && level !== 'Metadata') ev.requestObject = extra.requestObject;
+  if (extra.responseObject !== undefined && level === 'RequestResponse') ev.responseObject = extra.responseObject;
   if (extra.bytesIn !== undefined || extra.bytesOut !== undefined) ev.bytes = { in: extra.bytesIn ?? 0, out: extra.bytesOut ?? 0 };
   return ev;
 }

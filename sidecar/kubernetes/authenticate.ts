@@ -4,6 +4,11 @@
 // and HMAC signed with the public key as secret never verify), iss/aud/exp/nbf
 // checked with a bounded skew, keys from the issuer's JWKS (cached, refetched when
 // an unknown `kid` appears, which is how issuers rotate keys).
+// OIDC names are namespaced as kube-apiserver's --oidc-username-prefix and
+// --oidc-groups-prefix do: by default `<issuer>#` before the username and every group
+// (a per-issuer prefix may replace it), so no issuer can name a service account or a
+// group another issuer or Kubernetes itself hands out. A `system:` name or group is
+// refused outright, whatever the prefix: those belong to Kubernetes.
 
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
 import type { FetchImplementation, JWTPayload, JWTVerifyGetKey } from 'jose';
@@ -22,6 +27,8 @@ export class AuthenticationError extends Error {}
 
 interface Issuer {
   cfg: OidcIssuerConfig;
+  usernamePrefix: string;
+  groupsPrefix: string;
   audiences: string[];
   algorithms: string[];
   jwks: JWTVerifyGetKey | undefined;
@@ -40,7 +47,14 @@ export class Authenticator {
     for (const cfg of oidc) {
       const algorithms = (cfg.algorithms ?? DEFAULT_ALGORITHMS).filter((a) => ASYMMETRIC.test(a));
       const audiences = Array.isArray(cfg.audience) ? cfg.audience.map(String) : [String(cfg.audience)];
-      this.issuers.set(cfg.issuer, { cfg, audiences, algorithms, jwks: undefined });
+      this.issuers.set(cfg.issuer, {
+        cfg,
+        audiences,
+        algorithms,
+        jwks: undefined,
+        usernamePrefix: prefixOf(cfg.usernamePrefix, cfg.issuer),
+        groupsPrefix: prefixOf(cfg.groupsPrefix, cfg.issuer),
+      });
     }
   }
 
@@ -93,8 +107,12 @@ export class Authenticator {
       const subject = payload[subjectClaim];
       if (typeof subject !== 'string' || subject === '') throw new AuthenticationError(`JWT has no '${subjectClaim}' claim`);
       const rawGroups = payload[issuer.cfg.groupsClaim ?? 'groups'];
-      const groups = Array.isArray(rawGroups) ? rawGroups.filter((g): g is string => typeof g === 'string') : [];
-      return { subject, groups: [...groups, 'system:authenticated'], via: 'oidc', issuer: issuer.cfg.issuer, ...(this.pod ? { pod: this.pod } : {}) };
+      const groups = Array.isArray(rawGroups) ? rawGroups.filter((g): g is string => typeof g === 'string').map((g) => issuer.groupsPrefix + g) : [];
+      const username = issuer.usernamePrefix + subject;
+      if (isSystemName(username)) throw new AuthenticationError(`JWT subject '${username}' is refused: names starting with 'system:' belong to Kubernetes, not to an OIDC issuer`);
+      const reserved = groups.find(isSystemName);
+      if (reserved !== undefined) throw new AuthenticationError(`JWT group '${reserved}' is refused: groups starting with 'system:' belong to Kubernetes, not to an OIDC issuer`);
+      return { subject: username, groups: [...groups, 'system:authenticated'], via: 'oidc', issuer: issuer.cfg.issuer, ...(this.pod ? { pod: this.pod } : {}) };
     } catch (err) {
       if (err instanceof AuthenticationError) throw err;
       throw new AuthenticationError(`JWT rejected: ${describeJoseError(err)}`);
@@ -130,6 +148,16 @@ export class Authenticator {
     );
     return issuer.jwksPromise;
   }
+}
+
+/** A configured prefix; `-` for none, as kube-apiserver spells it; default `<issuer>#`. */
+function prefixOf(configured: string | undefined, issuer: string): string {
+  if (configured === undefined) return `${issuer}#`;
+  return configured === '-' ? '' : configured;
+}
+
+function isSystemName(name: string): boolean {
+  return name.toLowerCase().startsWith('system:');
 }
 
 async function fetchWith(url: string, opts: { dispatcher?: Dispatcher } | undefined, init: { headers?: unknown; signal?: AbortSignal } = {}) {

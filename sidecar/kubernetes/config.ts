@@ -17,6 +17,13 @@ export interface OidcIssuerConfig {
   clockSkewSeconds?: number;
   /** CA bundle for the issuer's HTTPS (default: system roots). */
   caFile?: string;
+  /**
+   * Put before the subject claim and before every group, as kube-apiserver's
+   * --oidc-username-prefix / --oidc-groups-prefix (default `<issuer>#` for both; `-` for none).
+   * A `system:` name or group is refused whatever the prefix.
+   */
+  usernamePrefix?: string;
+  groupsPrefix?: string;
 }
 
 export interface UpstreamConfig {
@@ -61,6 +68,9 @@ export interface KubernetesConfig {
 
 const hostPort: Schema = { kind: 'string', pattern: /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, patternHint: 'host:port, e.g. 127.0.0.1:15443' };
 
+/** `system:` names are Kubernetes' own: no prefix may produce one. */
+const oidcPrefix: Schema = { kind: 'string', nonEmpty: true, pattern: /^(?![sS][yY][sS][tT][eE][mM]:)\S+$/, patternHint: "a prefix such as 'oidc:' or '-' for none; never 'system:'" };
+
 const oidcIssuerSchema: Schema = {
   kind: 'object',
   name: 'OIDC issuer',
@@ -79,6 +89,8 @@ const oidcIssuerSchema: Schema = {
     groupsClaim: { schema: { kind: 'string', nonEmpty: true } },
     clockSkewSeconds: { schema: { kind: 'number', min: 0, max: 600 } },
     caFile: { schema: { kind: 'string', nonEmpty: true } },
+    usernamePrefix: { schema: oidcPrefix },
+    groupsPrefix: { schema: oidcPrefix },
   },
 };
 

@@ -8,14 +8,14 @@ import type { Readable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../core/log.js';
 import type { AuditSink } from '../../core/audit/types.js';
-import { maskValue } from '../../core/mask/value.js';
-import type { MaskOptions } from '../../core/mask/options.js';
 import { admit } from './admit.js';
+import { auditableBody } from './audit-body.js';
 import type { AdmitDeps } from './admit.js';
 import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
 import { codeClass, groupLabel, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
 import { maskOptionsFor, planBody } from './response-body.js';
+import { responseHeaders } from './response-headers.js';
 import { sendStatus, status } from './status.js';
 import type { StatusObject } from './status.js';
 import type { Upstream } from './upstream.js';
@@ -26,8 +26,6 @@ import type { KubeApprovalGate } from './approval-gate.js';
 export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
 const RESPONSE_OBJECT_LIMIT = 1024 * 1024;
 const BUFFER_LIMIT = 64 * 1024;
-
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'audit-id']);
 
 export interface ForwardDeps extends AdmitDeps {
   upstream: () => Upstream;
@@ -128,18 +126,6 @@ async function readBody(req: IncomingMessage): Promise<Buffer | StatusObject> {
   return Buffer.concat(chunks);
 }
 
-function auditableBody(body: Buffer, contentType: string | undefined, opts: MaskOptions): unknown {
-  if (body.length === 0) return undefined;
-  if (/json/i.test(contentType ?? '')) {
-    try {
-      return maskValue(JSON.parse(body.toString('utf8')) as unknown, opts);
-    } catch {
-      // fall through: recorded as masked text
-    }
-  }
-  return maskValue(body.toString('utf8'), opts);
-}
-
 export async function forward(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): Promise<void> {
   const ctx: AuditContext = { auditID: randomUUID(), received: new Date(), req, cluster: deps.cluster, level: deps.level };
   const t0 = process.hrtime.bigint();
@@ -201,7 +187,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     if (!Buffer.isBuffer(b)) return refuse(b);
     body = b;
   }
-  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts) : undefined;
+  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts, request) : undefined;
 
   // undici takes an EventEmitter as its abort signal: far cheaper per request than an
   // AbortController, whose EventTarget costs more than the rest of the request setup.
@@ -281,9 +267,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(status(502, 'InternalError', `agentgate: ${plan.why}; responses are only passed on masked, so this one was refused`));
   }
 
-  const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-  headers['audit-id'] = ctx.auditID;
+  const headers = responseHeaders(up.headers, ctx.auditID, opts);
   if (empty) {
     if (up.headers['content-length'] !== undefined) headers['content-length'] = String(up.headers['content-length']);
     res.writeHead(up.statusCode, headers);

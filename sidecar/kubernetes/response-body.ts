@@ -1,7 +1,9 @@
 // How an upstream response body reaches the agent: every byte through a masker.
-// JSON (objects, lists, watch streams, Tables) streams through the JSON masker;
-// text (pods/log, healthz) through the text masker; Secrets are parsed so their
-// base64 values can be masked (a whole object, or one watch event at a time).
+// JSON (objects, lists, watch streams, Tables) streams through the JSON masker, behind
+// a filter that masks annotations and binaryData maps as documents (sensitive-maps.ts);
+// text (pods/log, healthz) through the text masker; a Secrets request's body is parsed
+// so its base64 values can be masked (a whole object, or one watch event at a time).
+// Which masker is chosen by the resource the request names, never by the body.
 // Anything else is refused: an unknown encoding is never passed unmasked.
 
 import { createJsonMasker } from '../../core/mask/json.js';
@@ -14,6 +16,9 @@ import type { MaskOptions } from '../../core/mask/options.js';
 import type { KubeRequest } from '../../core/policy/types.js';
 import { SecretMasker } from './secret-mask.js';
 import type { SecretMode } from './secret-mask.js';
+import { DocumentMasker } from './document-mask.js';
+import { SensitiveMapFilter } from './sensitive-maps.js';
+import type { MapKind } from './sensitive-maps.js';
 
 /** Largest Secret response held to be parsed (a list of the largest Secrets etcd stores is far below). */
 export const MAX_SECRET_BODY = 64 * 1024 * 1024;
@@ -36,17 +41,43 @@ export function maskOptionsFor(spec: Pick<MaskingSpec, 'pan' | 'fields'>): MaskO
   return o;
 }
 
+/** The map filter, then the JSON masker: one stream masker. */
+class JsonBodyMasker implements StreamMasker {
+  constructor(private readonly maps: SensitiveMapFilter, private readonly json: JsonMasker) {}
+  get pansMasked(): number {
+    return this.json.pansMasked;
+  }
+  write(chunk: Uint8Array): Buffer {
+    const b = this.maps.write(chunk);
+    return b.length ? this.json.write(b) : b;
+  }
+  end(): Buffer {
+    const rest = this.maps.end();
+    const a = rest.length ? this.json.write(rest) : rest;
+    const b = this.json.end();
+    return a.length === 0 ? b : b.length === 0 ? a : Buffer.concat([a, b]);
+  }
+  reset(): void {
+    this.maps.reset();
+    this.json.reset();
+  }
+}
+
 // JSON maskers are reused across responses (reset() between them): building one resolves
 // its options and allocates its scanner and tables, a visible share of a small GET.
 const POOL_MAX = 64;
-const jsonPools = new WeakMap<MaskOptions, JsonMasker[]>();
-function pooledJsonMasker(opts: MaskOptions): BodyPlan {
-  let pool = jsonPools.get(opts);
+const jsonPools = [new WeakMap<MaskOptions, JsonBodyMasker[]>(), new WeakMap<MaskOptions, JsonBodyMasker[]>()];
+const ANY_MAPS: readonly MapKind[] = ['annotations', 'binaryData'];
+const CONFIGMAP_MAPS: readonly MapKind[] = ['annotations', 'binaryData', 'data'];
+function pooledJsonMasker(opts: MaskOptions, configMaps: boolean): BodyPlan {
+  const pools = jsonPools[configMaps ? 1 : 0]!;
+  let pool = pools.get(opts);
   if (!pool) {
     pool = [];
-    jsonPools.set(opts, pool);
+    pools.set(opts, pool);
   }
-  const masker = pool.pop() ?? createJsonMasker(opts);
+  // A copy of a Secret in an annotation of another object is masked, not redacted.
+  const masker = pool.pop() ?? new JsonBodyMasker(new SensitiveMapFilter(new DocumentMasker('mask', opts), configMaps ? CONFIGMAP_MAPS : ANY_MAPS), createJsonMasker(opts));
   const p = pool;
   return {
     kind: 'masked',
@@ -68,7 +99,7 @@ export function planBody(request: KubeRequest, contentType: string | undefined, 
   const isSecret = !request.nonResource && request.resource === 'secrets' && request.apiGroup === '' && request.subresource === '';
   if (JSON_TYPE.test(ct)) {
     if (isSecret) return { kind: 'masked', masker: new SecretStreamMasker(new SecretMasker(secrets, opts), request.verb === 'watch') };
-    return pooledJsonMasker(opts);
+    return pooledJsonMasker(opts, !request.nonResource && request.resource === 'configmaps' && request.apiGroup === '');
   }
   if (TEXT_TYPE.test(ct)) {
     if (isSecret) return { kind: 'refuse', why: `a Secret response arrived as '${ct}'` };

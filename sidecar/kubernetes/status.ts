@@ -3,6 +3,7 @@
 // their usual typed errors.
 
 import type { ServerResponse } from 'node:http';
+import { maskText } from '../../core/mask/text.js';
 import type { KubeRequest } from '../../core/policy/types.js';
 
 export type StatusReason =
@@ -20,11 +21,15 @@ export interface StatusObject {
   code: number;
 }
 
-/** `retryAfterSeconds` goes into `details`, where client-go reads it (beside the Retry-After header). */
+/**
+ * `retryAfterSeconds` goes into `details`, where client-go reads it (beside the Retry-After header).
+ * The message and name are masked: they quote the request (an object named by a card number)
+ * and upstream errors, and go to the agent and into the audit trail.
+ */
 export function status(code: number, reason: StatusReason, message: string, request?: KubeRequest, retryAfterSeconds?: number): StatusObject {
-  const s: StatusObject = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+  const s: StatusObject = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: maskText(message), reason, code };
   if (request && !request.nonResource && (request.name || request.resource)) {
-    s.details = { ...(request.name ? { name: request.name } : {}), group: request.apiGroup, kind: request.resource };
+    s.details = { ...(request.name ? { name: maskText(request.name) } : {}), group: request.apiGroup, kind: request.resource };
   }
   if (retryAfterSeconds !== undefined) s.details = { ...s.details, retryAfterSeconds };
   return s;

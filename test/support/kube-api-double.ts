@@ -10,8 +10,10 @@
 // - get/list/create/update/merge-patch/delete of pods, secrets, configmaps (namespaced)
 //   and namespaces (cluster-scoped), with a single global resourceVersion;
 // - list chunking with `limit`/`continue` (metadata.continue, remainingItemCount) and
-//   `fieldSelector=metadata.name=X`; Table output (`Accept: …;as=Table;g=meta.k8s.io`) with
-//   Name/Age columns and PartialObjectMetadata rows, as kubectl's `get` asks for;
+//   `fieldSelector=metadata.name=X`; list items without kind/apiVersion (only the list
+//   carries them, as the real server encodes a list); Table output (`Accept:
+//   …;as=Table;g=meta.k8s.io`) with Name/Age columns and rows whose object follows
+//   `includeObject` (PartialObjectMetadata by default, the whole object for `Object`);
 // - watch (`watch=1`) from a resourceVersion (history kept for the whole run), or from
 //   now with synthetic ADDED events when none is given, newline-delimited JSON events,
 //   `timeoutSeconds`; 410 Gone `Expired` for a resourceVersion older than the history;
@@ -198,10 +200,12 @@ export class KubeApiDouble {
     const k = this.key(resource, ns, obj.metadata.name);
     const prev = this.store.get(k);
     const rv = this.nextRv();
+    const { kind: _kind, apiVersion: _apiVersion, ...fields } = obj;
+    // kind and apiVersion first, as the API server encodes them.
     const o: Obj = {
-      ...obj,
       kind: def.kind,
       apiVersion: 'v1',
+      ...fields,
       metadata: {
         ...obj.metadata,
         ...(def.namespaced ? { namespace: ns } : {}),
@@ -320,7 +324,7 @@ export class KubeApiDouble {
       case 'GET': {
         if (name) {
           const o = this.get(resource, ns, name);
-          return o ? this.send(res, 200, this.maybeTable(req, [o], o, resource)) : notFound();
+          return o ? this.send(res, 200, this.maybeTable(req, [o], o, url.searchParams.get('includeObject'))) : notFound();
         }
         const watch = url.searchParams.get('watch');
         if (watch !== null && watch !== '0' && watch.toLowerCase() !== 'false') return this.watch(url, resource, ns, res);
@@ -375,7 +379,7 @@ export class KubeApiDouble {
     return /as=Table/.test(String(req.headers.accept ?? ''));
   }
 
-  private maybeTable(req: IncomingMessage, items: Obj[], single: Obj | undefined, resource: string, meta: Obj = {}): Obj {
+  private maybeTable(req: IncomingMessage, items: Obj[], single: Obj | undefined, includeObject: string | null, meta: Obj = {}): Obj {
     if (!this.wantsTable(req)) return single ?? items;
     const now = Date.now();
     return {
@@ -388,10 +392,22 @@ export class KubeApiDouble {
       ],
       rows: items.map((o) => ({
         cells: [o.metadata.name, `${Math.max(0, Math.round((now - Date.parse(o.metadata.creationTimestamp)) / 60000))}m`],
-        object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },
+        ...this.rowObject(includeObject, o),
       })),
-      ...(resource ? {} : {}),
     };
+  }
+
+  /** A Table row's `object` by `includeObject`: Metadata (default), Object (the whole object, kind included) or None. */
+  private rowObject(includeObject: string | null, o: Obj): Obj {
+    if (includeObject === 'None') return {};
+    if (includeObject === 'Object') return { object: o };
+    return { object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata } };
+  }
+
+  /** List items as the API server encodes them: without kind and apiVersion (only the list has them). */
+  private static listItem(o: Obj): Obj {
+    const { kind: _kind, apiVersion: _apiVersion, ...item } = o;
+    return item;
   }
 
   private sendList(req: IncomingMessage, url: URL, resource: string, ns: string, res: ServerResponse): void {
@@ -419,8 +435,8 @@ export class KubeApiDouble {
       meta.continue = Buffer.from(JSON.stringify({ rv: listRv, start: start + limit })).toString('base64url');
       meta.remainingItemCount = items.length - start - limit;
     }
-    if (this.wantsTable(req)) return this.send(res, 200, this.maybeTable(req, page, undefined, resource, meta));
-    this.send(res, 200, { kind: `${RESOURCES[resource]!.kind}List`, apiVersion: 'v1', metadata: meta, items: page });
+    if (this.wantsTable(req)) return this.send(res, 200, this.maybeTable(req, page, undefined, url.searchParams.get('includeObject'), meta));
+    this.send(res, 200, { kind: `${RESOURCES[resource]!.kind}List`, apiVersion: 'v1', metadata: meta, items: page.map(KubeApiDouble.listItem) });
   }
 
   private watch(url: URL, resource: string, ns: string, res: ServerResponse): void {

@@ -164,7 +164,7 @@ metadata: { name: oidc-test }
 spec:
   rules:
     - name: model-reads
-      subjects: [model:claude]
+      subjects: ["${issuer}#model:claude"]
       kubernetes: { verbs: [get, list], resources: [configmaps] }
       action: allow
 `,
@@ -186,12 +186,16 @@ spec:
       .setExpirationTime(o.exp ?? '5m')
       .sign(o.key ?? key);
 
-  it('accepts a valid JWT and records its subject beside the pod', async () => {
+  it('accepts a valid JWT and records its subject, prefixed with the issuer, beside the pod', async () => {
     const r = await call(h, '/api/v1/namespaces/payments/configmaps/cards', { token: await sign({ groups: ['models'] }) });
     expect(r.status).to.equal(200);
     expect(r.json.data.note).to.equal(`card ${PAN_MASKED}`);
     const ev = (await h.events()).find((e) => e.auditID === r.headers['audit-id']);
-    expect(ev?.user).to.deep.equal({ username: 'model:claude', groups: ['models', 'system:authenticated'], extra: { 'agentgate.dev/issuer': [issuer] } });
+    expect(ev?.user).to.deep.equal({
+      username: `${issuer}#model:claude`,
+      groups: [`${issuer}#models`, 'system:authenticated'],
+      extra: { 'agentgate.dev/identity': ['oidc'], 'agentgate.dev/issuer': [issuer] },
+    });
     expect(ev?.pod).to.deep.equal(POD);
   });
 
@@ -262,7 +266,11 @@ describe('kubernetes proxy: decisions, upstream and audit (API server: the doubl
       sourceIPs: ['127.0.0.1'],
       protocol: 'kubernetes',
     });
-    expect(ev.user).to.deep.equal({ username: 'system:serviceaccount:payments:agent', groups: ['system:serviceaccounts', 'system:serviceaccounts:payments', 'system:authenticated'] });
+    expect(ev.user).to.deep.equal({
+      username: 'system:serviceaccount:payments:agent',
+      groups: ['system:serviceaccounts', 'system:serviceaccounts:payments', 'system:authenticated'],
+      extra: { 'agentgate.dev/identity': ['service-account'] },
+    });
     expect(ev.objectRef).to.deep.equal({ resource: 'configmaps', namespace: 'payments', name: 'cards', apiVersion: 'v1' });
     expect(ev.responseStatus).to.deep.equal({ metadata: {}, code: 200 });
     expect(ev.annotations).to.deep.include({ 'authorization.k8s.io/decision': 'allow', 'agentgate.dev/rule': 'read-everything' });
