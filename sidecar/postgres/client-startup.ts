@@ -33,6 +33,8 @@ export class StartupRefused extends Error {
     /** PostgreSQL closes without a word here (it only logs): so does the proxy. */
     readonly silent = false,
     readonly detail?: string,
+    /** Say it in protocol 2's error format, which is what the server answers a 2.0 StartupMessage with. */
+    readonly protocol2 = false,
   ) {
     super(message);
   }
@@ -70,7 +72,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Reads from the socket until a StartupMessage or CancelRequest is complete, negotiating
  * TLS on the way. Rejects with StartupRefused or ClientLeft.
  */
-export async function readStartup(sock: net.Socket, clientTls: ClientTls, timeoutMs = 30_000): Promise<StartupOutcome> {
+export async function readStartup(sock: net.Socket, clientTls: ClientTls, onSecure: (ts: tls.TLSSocket) => void, timeoutMs = 30_000): Promise<StartupOutcome> {
   const deadline = Date.now() + timeoutMs;
   let socket = sock;
   let sslDone = false;
@@ -90,15 +92,19 @@ export async function readStartup(sock: net.Socket, clientTls: ClientTls, timeou
       if (packet.length !== 8) throw new StartupRefused('invalid SSL negotiation request length', 'protocol', '08P01', true);
       const offer = clientTls.mode !== 'disable' && clientTls.context !== undefined;
       socket.write(offer ? 'S' : 'N');
-      // Bytes sent before the answer were not encrypted: a client bug or an injection.
-      if (rest.length) throw unencrypted('SSL');
       sslDone = true;
       if (offer) {
-        socket = await upgrade(socket, clientTls.context!, deadline - Date.now());
+        // As the server: the handshake first (from the socket, not from what was buffered),
+        // then bytes that arrived before the answer are refused, over the TLS channel.
+        const ts = await upgrade(socket, clientTls.context!, deadline - Date.now());
+        onSecure(ts);
+        socket = ts;
         secured = true;
         // A GSSENCRequest is only allowed while TLS was refused (either order works then).
         gssDone = true;
       }
+      // Bytes sent before the answer were not encrypted: a client bug or an injection.
+      if (rest.length) throw unencrypted('SSL');
       continue;
     }
     if (code === GSSENC_REQUEST && !gssDone) {
@@ -115,7 +121,8 @@ export async function readStartup(sock: net.Socket, clientTls: ClientTls, timeou
     const major = code >>> 16;
     const minor = code & 0xffff;
     if (major !== 3) {
-      throw new StartupRefused(`unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`, 'protocol', '0A000');
+      const text = `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`;
+      throw new StartupRefused(text, 'protocol', '0A000', false, undefined, major === 2);
     }
     if (clientTls.mode === 'require' && !secured) {
       throw new StartupRefused('this connection requires TLS: connect with sslmode=require, verify-ca or verify-full', 'tls-required', '28000');

@@ -147,19 +147,20 @@ export class PgListener {
 
   private async handshake(state: HandshakeState): Promise<void> {
     const name = this.options.name;
-    const startup = await readStartup(state.client, this.options.clientTls ?? NO_TLS);
+    // A trusted loopback client is the pod from its first byte: refusals name it.
+    if (this.deps.auth.mode === 'trust') state.identity = this.deps.auth.trusted();
+    const startup = await readStartup(state.client, this.options.clientTls ?? NO_TLS, (ts) => {
+      state.client = ts;
+      state.tls = true;
+      this.sockets.add(ts);
+      ts.once('close', () => this.sockets.delete(ts));
+    });
     if (startup.kind === 'cancel') {
       state.client.destroy();
       await this.cancel(startup.pid, startup.secret);
       return;
     }
     const client = startup.socket;
-    if (client !== state.client) {
-      state.client = client;
-      state.tls = true;
-      this.sockets.add(client);
-      client.once('close', () => this.sockets.delete(client));
-    }
     const settings = readStartupSettings(startup.params);
     if (startup.minorVersion > 0 || settings.unrecognizedOptions.length) client.write(negotiateProtocolVersion(settings.unrecognizedOptions));
 
@@ -310,7 +311,11 @@ export class PgListener {
       client.destroy();
       return;
     }
-    client.end(errorResponse({ severity: 'FATAL', code: r.sqlstate, message: `agentgate: ${r.message}`, detail: r.detail }));
+    client.end(
+      r.protocol2
+        ? Buffer.from(`EFATAL:  agentgate: ${r.message}\n\0`)
+        : errorResponse({ severity: 'FATAL', code: r.sqlstate, message: `agentgate: ${r.message}`, detail: r.detail }),
+    );
     // A client that never closes its side must not hold the socket (or a drain) open.
     setTimeout(() => client.destroy(), 1000).unref();
   }
