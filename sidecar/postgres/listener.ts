@@ -8,7 +8,7 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
 import type { AuditSink } from '../../core/audit/types.js';
-import type { PolicySource } from '../../core/policy/types.js';
+import type { Decision, PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
 import { authenticationRequest, backendKeyData, cancelRequest, errorResponse, parameterStatus, readyForQuery } from './wire.js';
 import { ClientLeft, StartupRefused, negotiateProtocolVersion, readStartup, readPassword } from './client-startup.js';
@@ -185,13 +185,15 @@ export class PgListener {
     }
     state.identity = identity;
 
-    // Session settings are decided as the SET statement each amounts to, for this identity.
+    // Session settings are decided as the SET statement each amounts to, for this identity,
+    // and recorded like the statements they stand for.
     for (const d of settings.decided) {
       const verdict = decideSql(d.sql, name, identity, this.deps.classifier, this.deps.policy);
       if (!verdict.forward) {
         const why = (verdict.error?.message ?? verdict.decision.reason).replace(/^agentgate: /, '');
         throw new StartupRefused(`startup parameter ${d.name}=${d.value} is refused: ${why}`, 'policy', '42501', false, `decided as: ${d.sql}`);
       }
+      this.auditStartupSetting(state, d.sql, verdict.decision);
     }
 
     let up;
@@ -278,6 +280,31 @@ export class PgListener {
     };
     session.start(rest, serverRest);
     if (this.draining) session.drain();
+  }
+
+  private auditStartupSetting(state: HandshakeState, sql: string, decision: Decision): void {
+    const now = new Date().toISOString();
+    const identity = state.identity;
+    try {
+      this.deps.audit.append({
+        auditID: crypto.randomUUID(),
+        stage: 'ResponseComplete',
+        verb: 'set',
+        user: identity ? { username: identity.subject, groups: identity.groups } : undefined,
+        pod: identity?.pod,
+        sourceIPs: [state.client.remoteAddress ?? ''],
+        requestReceivedTimestamp: now,
+        stageTimestamp: now,
+        protocol: 'postgres',
+        connection: this.options.name,
+        event: 'startup-setting',
+        statement: this.deps.masker.maskText(sql),
+        statementKinds: ['set'],
+        decision: { action: decision.action, rule: decision.rule, reason: decision.reason, enforced: decision.enforced },
+      });
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message }, 'audit append failed');
+    }
   }
 
   /** Ends a connection that will not get a session: one audit event, one metric, and the FATAL PostgreSQL would send (or silence where it sends none). */

@@ -105,6 +105,16 @@ describe('sidecar postgres: startup settings through the real sidecar', function
     }
   });
 
+  it('records each session setting it passed as the SET it was decided as, with the rule', async () => {
+    await show(h.clientConfig({ options: '-c default_transaction_isolation=serializable' }), ['default_transaction_isolation']);
+    let e: Record<string, any> | undefined;
+    for (let i = 0; i < 50 && !e; i++) {
+      e = readAudit(h.auditFile).find((x) => x.event === 'startup-setting' && x.statement === "SET default_transaction_isolation TO 'serializable'");
+      if (!e) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(e?.decision).to.include({ action: 'allow', rule: 'agents-work-with-data' });
+  });
+
   it('passes lock_timeout and idle_in_transaction_session_timeout sent as startup parameters of their own', async () => {
     const got = await show(h.clientConfig({ lock_timeout: 1500, idle_in_transaction_session_timeout: 60_000 }), ['lock_timeout', 'idle_in_transaction_session_timeout']);
     expect(got).to.deep.equal({ lock_timeout: '1500ms', idle_in_transaction_session_timeout: '1min' });
