@@ -2,6 +2,8 @@
 import type { Command } from '../core/cli/command.js';
 import { parseFlags, UsageError } from '../core/cli/command.js';
 import { createLogger } from '../core/log.js';
+import { loadPolicyFile } from '../core/policy/load.js';
+import { formatSourceError } from '../core/yaml/validate.js';
 import { ConfigError, loadSidecarConfig } from './config.js';
 import { startSidecar } from './run.js';
 
@@ -13,7 +15,7 @@ SIGTERM drains: no new connections, open ones finish their statement, then close
 
 Options:
   -c, --config FILE   sidecar configuration (YAML)
-      --check         validate the configuration and exit
+      --check         validate the configuration and its policy file, and exit
   -h, --help          show this help`;
 
 export const command: Command = {
@@ -42,6 +44,14 @@ export const command: Command = {
       throw err;
     }
     if (values.check) {
+      // The policy is part of what the sidecar would run with: an invalid one would start
+      // unready and refuse every statement, so a check that passed would be a false promise.
+      const loaded = loadPolicyFile(config.policy.file);
+      if (loaded.errors.length) {
+        process.stderr.write(loaded.errors.map(formatSourceError).join('\n') + '\n');
+        return 1;
+      }
+      for (const w of loaded.warnings) process.stderr.write(`warning: ${formatSourceError(w)}\n`);
       process.stdout.write(`${values.config}: ok (${config.postgres.length} postgres connection(s)${config.kubernetes ? ', kubernetes' : ''})\n`);
       return 0;
     }

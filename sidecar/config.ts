@@ -28,8 +28,16 @@ export interface PostgresConnectionConfig {
   };
   /** `trust`: any loopback client is the pod; `token`: the password must be the agent token or an OIDC JWT. */
   clientAuth: { mode: 'trust' | 'token'; tokenFile?: string; tokenGraceSeconds: number };
+  /**
+   * TLS towards the agent, with the sidecar's loopback CA (the `ca.crt` of the kubernetes
+   * block's identityDir): `offer` (default) answers an SSLRequest with TLS, `require`
+   * refuses clients that do not ask for it, `disable` answers every SSLRequest 'N'.
+   */
+  clientTls: { mode: ClientTlsMode };
   maxMessageBytes: number;
 }
+
+export type ClientTlsMode = 'offer' | 'require' | 'disable';
 
 /** Where `action: approve` rules get their human decision (issue 6). */
 export interface ApprovalServiceConfig {
@@ -111,6 +119,9 @@ const postgresSchema: Schema = {
         },
       },
     },
+    clientTls: {
+      schema: { kind: 'object', fields: { mode: { schema: { kind: 'string', enum: ['offer', 'require', 'disable'] }, required: true } } },
+    },
     maxMessageBytes: { schema: { kind: 'number', integer: true, min: 1024, max: 1073741824 } },
   },
 };
@@ -159,6 +170,7 @@ interface RawConfig {
       connectTimeoutSeconds?: number;
     };
     clientAuth?: { mode: 'trust' | 'token'; tokenFile?: string; tokenGraceSeconds?: number };
+    clientTls?: { mode: ClientTlsMode };
     maxMessageBytes?: number;
   }>;
   kubernetes?: KubernetesConfig;
@@ -229,6 +241,7 @@ export function parseSidecarConfig(text: string, file: string): SidecarConfig {
         tokenFile: abs(auth.tokenFile) ?? (raw.kubernetes?.identityDir ? path.join(abs(raw.kubernetes.identityDir)!, 'token') : undefined),
         tokenGraceSeconds: c.clientAuth?.tokenGraceSeconds ?? 120,
       },
+      clientTls: { mode: c.clientTls?.mode ?? 'offer' },
       maxMessageBytes: c.maxMessageBytes ?? 64 * 1024 * 1024,
     };
   });

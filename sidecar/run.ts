@@ -34,9 +34,12 @@ import type { ApprovalServiceConfig } from './config.js';
 import { Authenticator } from './kubernetes/authenticate.js';
 import { LocalTokens } from './kubernetes/identity-files.js';
 import crypto from 'node:crypto';
+import { createServingIdentity } from './kubernetes/tls-identity.js';
 
 export interface RunningSidecar {
   readonly postgres: PgListener[];
+  /** The loopback CA clients of every listener verify against (also `<identityDir>/ca.crt`). */
+  readonly caPem?: string;
   readonly kubernetes?: KubernetesProxy;
   readonly policy: FilePolicySource;
   readonly audit: AuditSink;
@@ -154,10 +157,21 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     for (const w of tokenWatchers) w.stop();
     policy.close();
   };
+  // One loopback CA for every listener of the sidecar: agents trust the one `ca.crt` the
+  // Kubernetes proxy writes into the identity directory, for the API and for PostgreSQL.
+  const serving = config.kubernetes || config.postgres.some((c) => c.clientTls.mode !== 'disable') ? createServingIdentity() : undefined;
+  const clientTlsContext = serving ? tls.createSecureContext({ key: serving.keyPem, cert: serving.certPem, minVersion: 'TLSv1.2' }) : undefined;
   try {
     // The Kubernetes proxy first: it writes the agent token that `token` mode checks.
     if (config.kubernetes) {
-      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), { policy, audit, log: log.child({ proxy: 'kubernetes' }), pod: podIdentityFromEnv(), approvals: approvalService });
+      kubernetes = await startKubernetesProxy(withDefaults(config.kubernetes), {
+        policy,
+        audit,
+        log: log.child({ proxy: 'kubernetes' }),
+        pod: podIdentityFromEnv(),
+        approvals: approvalService,
+        servingIdentity: serving,
+      });
     }
     for (const c of config.postgres) {
       const secret = c.upstream.passwordFile ? new SecretFile(c.upstream.passwordFile) : undefined;
@@ -177,6 +191,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
             connectTimeoutMs: c.upstream.connectTimeoutSeconds * 1000,
           },
           password: secret ? () => secret.read() : async () => '',
+          clientTls: { mode: c.clientTls.mode, context: c.clientTls.mode === 'disable' ? undefined : clientTlsContext },
         },
         {
           policy,
@@ -211,6 +226,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     log.info({ postgres: listeners.map((l) => `${l.options.name}@${l.options.host}:${l.port}`), kubernetes: kubernetes?.address }, 'sidecar started');
     return {
       postgres: listeners,
+      caPem: serving?.caPem,
       kubernetes,
       policy,
       audit,

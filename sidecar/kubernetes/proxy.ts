@@ -14,6 +14,7 @@ import { podIdentityFromEnv } from '../../core/identity.js';
 import type { KubernetesConfig } from './config.js';
 import { withDefaults } from './config.js';
 import { createServingIdentity } from './tls-identity.js';
+import type { ServingIdentity } from './tls-identity.js';
 import { LocalTokens, writeIdentityFiles } from './identity-files.js';
 import { Authenticator } from './authenticate.js';
 import { Upstream, resolveUpstream } from './upstream.js';
@@ -36,6 +37,8 @@ export interface KubernetesProxyDeps {
    * are refused with 403 saying no approval service is configured (fail closed).
    */
   approvals?: ApprovalClient | undefined;
+  /** The sidecar's loopback CA and serving certificate, shared with its other listeners; created here when absent. */
+  servingIdentity?: ServingIdentity;
 }
 
 export interface KubernetesProxy {
@@ -74,7 +77,7 @@ export async function startKubernetesProxy(rawConfig: KubernetesConfig, deps: Ku
   }
   const upstream = 'none' in resolved ? undefined : new Upstream(resolved);
 
-  const identity = createServingIdentity();
+  const identity = deps.servingIdentity ?? createServingIdentity();
   await writeIdentityFiles(config.identityDir, identity.caPem, pod?.namespace ?? 'default');
   const tokens = new LocalTokens({
     dir: config.identityDir,

@@ -8,17 +8,19 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
 import type { AuditSink } from '../../core/audit/types.js';
-import type { PolicySource } from '../../core/policy/types.js';
+import type { Decision, PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
-import { authenticationRequest, backendKeyData, cancelRequest, errorResponse, parameterStatus, readyForQuery, ProtocolError } from './wire.js';
-import type { PgErrorFields } from './wire.js';
-import { readStartup, readPassword, upstreamParams } from './client-startup.js';
+import { authenticationRequest, backendKeyData, cancelRequest, errorResponse, parameterStatus, readyForQuery } from './wire.js';
+import { ClientLeft, StartupRefused, negotiateProtocolVersion, readStartup, readPassword } from './client-startup.js';
+import type { ClientTls } from './client-startup.js';
+import { readStartupSettings } from './startup-settings.js';
+import { decideSql } from './decide.js';
 import { UpstreamError, connectUpstream, openTransport, runSetupQuery } from './upstream.js';
 import type { UpstreamTarget } from './upstream.js';
 import { Session } from './session.js';
 import type { SqlClassifier } from './decide.js';
 import type { TextMasker } from './result-mask.js';
-import { boundMetrics } from './metrics.js';
+import { boundMetrics, startupRefusals } from './metrics.js';
 import type { BoundMetrics } from './metrics.js';
 import type { PgApprovalGate } from './approval-gate.js';
 
@@ -39,6 +41,8 @@ export interface PgListenerOptions {
   /** The upstream password (the password file, re-read when it changes). */
   password(): Promise<string>;
   maxMessageBytes: number;
+  /** TLS offered to clients (SSLRequest); default: none, every SSLRequest is answered 'N'. */
+  clientTls?: ClientTls;
 }
 
 export interface PgProxyDeps {
@@ -53,6 +57,16 @@ export interface PgProxyDeps {
   /** The approval service (the `approval` block); absent: `approve` decisions are refused. */
   approvals?: PgApprovalGate;
 }
+
+/** What a refusal needs to know about a connection still in startup. */
+interface HandshakeState {
+  /** The socket to answer on: the TLS socket once TLS was negotiated. */
+  client: net.Socket;
+  tls?: boolean;
+  identity?: Identity;
+}
+
+const NO_TLS: ClientTls = { mode: 'disable' };
 
 interface Live {
   session?: Session;
@@ -120,63 +134,87 @@ export class PgListener {
     client.once('close', () => this.sockets.delete(client));
     client.setNoDelay(true);
     client.on('error', () => {});
-    this.handshake(client).catch((err: Error) => {
-      this.deps.log.debug({ connection: this.options.name, err: err.message }, 'client startup failed');
-      client.destroy();
+    const state: HandshakeState = { client };
+    this.handshake(state).catch((err: Error) => {
+      if (err instanceof ClientLeft) {
+        state.client.destroy();
+        return;
+      }
+      const r = err instanceof StartupRefused ? err : new StartupRefused(err.message, 'protocol', '08P01');
+      this.refuse(state, r);
     });
   }
 
-  private async handshake(client: net.Socket): Promise<void> {
+  private async handshake(state: HandshakeState): Promise<void> {
     const name = this.options.name;
-    const startup = await readStartup(client).catch((err: Error) => {
-      if (err instanceof ProtocolError && !client.destroyed) client.end(errorResponse({ severity: 'FATAL', code: '08P01', message: `agentgate: ${err.message}` }));
-      throw err;
+    // A trusted loopback client is the pod from its first byte: refusals name it.
+    if (this.deps.auth.mode === 'trust') state.identity = this.deps.auth.trusted();
+    const startup = await readStartup(state.client, this.options.clientTls ?? NO_TLS, (ts) => {
+      state.client = ts;
+      state.tls = true;
+      this.sockets.add(ts);
+      ts.once('close', () => this.sockets.delete(ts));
     });
     if (startup.kind === 'cancel') {
-      client.destroy();
+      state.client.destroy();
       await this.cancel(startup.pid, startup.secret);
       return;
     }
-    const reject = (e: PgErrorFields) => {
-      client.end(errorResponse(e));
-      // A client that never closes its side must not hold the socket (or a drain) open.
-      setTimeout(() => client.destroy(), 1000).unref();
-    };
-    const { pass, refused } = upstreamParams(startup.params);
-    if (refused) return reject({ severity: 'FATAL', code: '28000', message: `agentgate: ${refused}` });
+    const client = startup.socket;
+    const settings = readStartupSettings(startup.params);
+    if (startup.minorVersion > 0 || settings.unrecognizedOptions.length) client.write(negotiateProtocolVersion(settings.unrecognizedOptions));
 
     let identity: Identity;
     let rest = startup.rest;
     if (this.deps.auth.mode === 'token') {
-      const got = await readPassword(client, rest);
+      const got = await readPassword(client, rest).catch((err: Error) => {
+        throw new StartupRefused(err.message, 'protocol', '08P01');
+      });
       rest = got.rest;
       const who = await this.deps.auth.verify(got.password).catch(() => undefined);
       if (!who) {
-        this.auditFailure(client, 'authentication-failed', '28P01', 'client password is neither the agent token nor a valid OIDC token');
-        return reject({
-          severity: 'FATAL',
-          code: '28P01',
-          message: `agentgate: connection "${name}": authentication failed: the password must be this pod's agent token or a valid OIDC token`,
-        });
+        throw new StartupRefused(
+          `connection "${name}": authentication failed: the password must be this pod's agent token or a valid OIDC token`,
+          'authentication',
+          '28P01',
+        );
       }
       identity = who;
     } else {
       identity = this.deps.auth.trusted();
     }
+    state.identity = identity;
+
+    // Session settings are decided as the SET statement each amounts to, for this identity,
+    // and recorded like the statements they stand for.
+    for (const d of settings.decided) {
+      const verdict = decideSql(d.sql, name, identity, this.deps.classifier, this.deps.policy);
+      if (!verdict.forward) {
+        const why = (verdict.error?.message ?? verdict.decision.reason).replace(/^agentgate: /, '');
+        throw new StartupRefused(`startup parameter ${d.name}=${d.value} is refused: ${why}`, 'policy', '42501', false, `decided as: ${d.sql}`);
+      }
+      this.auditStartupSetting(state, d.sql, verdict.decision);
+    }
 
     let up;
     try {
-      up = await connectUpstream(this.options.upstream, this.options.password, pass);
+      up = await connectUpstream(this.options.upstream, this.options.password, Object.fromEntries(settings.upstream));
     } catch (err) {
       const e = err instanceof UpstreamError ? err : new UpstreamError((err as Error).message, '08006', 'connect');
       this.metrics.connectError(e.reason);
       this.deps.log.warn({ connection: name, reason: e.reason, err: e.message }, 'upstream connection failed');
-      this.auditFailure(client, 'upstream-connect-failed', e.sqlstate, e.message, identity);
-      const msg =
-        e.reason === 'auth'
-          ? `agentgate: connection "${name}": the database refused the sidecar's credentials: ${e.message}`
-          : `agentgate: connection "${name}": cannot reach the database: ${e.message}`;
-      return reject({ severity: 'FATAL', code: e.reason === 'auth' ? '08004' : e.sqlstate.startsWith('08') ? e.sqlstate : '08006', message: msg, detail: e.reason === 'auth' ? `upstream SQLSTATE ${e.sqlstate}` : undefined });
+      const auth = e.reason === 'auth';
+      // A startup setting with a value the server refuses: the server's own word and code.
+      if (e.reason === 'server' && /^(22|42)/.test(e.sqlstate)) {
+        throw new StartupRefused(`connection "${name}": the database refused a startup setting: ${e.message}`, 'setting', e.sqlstate);
+      }
+      throw new StartupRefused(
+        auth ? `connection "${name}": the database refused the sidecar's credentials: ${e.message}` : `connection "${name}": cannot reach the database: ${e.message}`,
+        'upstream',
+        auth ? '08004' : e.sqlstate.startsWith('08') ? e.sqlstate : '08006',
+        false,
+        auth ? `upstream SQLSTATE ${e.sqlstate}` : undefined,
+      );
     }
     if (client.destroyed) {
       up.socket.destroy();
@@ -191,7 +229,7 @@ export class PgListener {
       if (r.rest.length) serverRest = Buffer.concat([serverRest, r.rest]);
     } catch (err) {
       up.socket.destroy();
-      return reject({ severity: 'FATAL', code: '08006', message: `agentgate: connection "${name}": cannot resolve the masked columns: ${(err as Error).message}` });
+      throw new StartupRefused(`connection "${name}": cannot resolve the masked columns: ${(err as Error).message}`, 'masking-setup', '08006');
     }
 
     // Our own key for the client; the server's stays here.
@@ -207,7 +245,8 @@ export class PgListener {
     this.live.set(key, entry);
 
     const hello: Buffer[] = [authenticationRequest(0)];
-    for (const [k, v] of up.parameters) hello.push(parameterStatus(k, v));
+    // A setting's value can be anything a role or the client put there (application_name).
+    for (const [k, v] of up.parameters) hello.push(parameterStatus(k, this.deps.masker.maskText(v)));
     hello.push(...up.notices);
     hello.push(backendKeyData(pid, secret), readyForQuery(up.status));
     client.write(Buffer.concat(hello));
@@ -243,13 +282,43 @@ export class PgListener {
     if (this.draining) session.drain();
   }
 
-  private auditFailure(client: net.Socket, event: string, sqlstate: string, detail: string, identity?: Identity): void {
+  private auditStartupSetting(state: HandshakeState, sql: string, decision: Decision): void {
     const now = new Date().toISOString();
+    const identity = state.identity;
     try {
       this.deps.audit.append({
         auditID: crypto.randomUUID(),
         stage: 'ResponseComplete',
-        verb: event,
+        verb: 'set',
+        user: identity ? { username: identity.subject, groups: identity.groups } : undefined,
+        pod: identity?.pod,
+        sourceIPs: [state.client.remoteAddress ?? ''],
+        requestReceivedTimestamp: now,
+        stageTimestamp: now,
+        protocol: 'postgres',
+        connection: this.options.name,
+        event: 'startup-setting',
+        statement: this.deps.masker.maskText(sql),
+        statementKinds: ['set'],
+        decision: { action: decision.action, rule: decision.rule, reason: decision.reason, enforced: decision.enforced },
+      });
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message }, 'audit append failed');
+    }
+  }
+
+  /** Ends a connection that will not get a session: one audit event, one metric, and the FATAL PostgreSQL would send (or silence where it sends none). */
+  private refuse(state: HandshakeState, r: StartupRefused): void {
+    const client = state.client;
+    startupRefusals.labels(this.options.name, r.reason).inc();
+    this.deps.log.debug({ connection: this.options.name, reason: r.reason, err: r.message }, 'client connection refused at startup');
+    const now = new Date().toISOString();
+    const identity = state.identity;
+    try {
+      this.deps.audit.append({
+        auditID: crypto.randomUUID(),
+        stage: 'ResponseComplete',
+        verb: 'connect',
         user: identity ? { username: identity.subject, groups: identity.groups } : undefined,
         pod: identity?.pod,
         sourceIPs: [client.remoteAddress ?? ''],
@@ -257,13 +326,25 @@ export class PgListener {
         stageTimestamp: now,
         protocol: 'postgres',
         connection: this.options.name,
-        event,
-        sqlstate,
-        responseStatus: { message: this.deps.masker.maskText(detail) },
+        event: 'connection-refused',
+        sqlstate: r.sqlstate,
+        responseStatus: { reason: r.reason, message: this.deps.masker.maskText(r.message) },
+        annotations: { 'agentgate.dev/client-tls': state.tls ? 'true' : 'false' },
       });
     } catch (err) {
       this.deps.log.error({ err: (err as Error).message }, 'audit append failed');
     }
+    if (r.silent || client.destroyed) {
+      client.destroy();
+      return;
+    }
+    client.end(
+      r.protocol2
+        ? Buffer.from(`EFATAL:  agentgate: ${r.message}\n\0`)
+        : errorResponse({ severity: 'FATAL', code: r.sqlstate, message: `agentgate: ${r.message}`, detail: r.detail }),
+    );
+    // A client that never closes its side must not hold the socket (or a drain) open.
+    setTimeout(() => client.destroy(), 1000).unref();
   }
 
   private async cancel(pid: number, secret: number): Promise<void> {

@@ -72,3 +72,9 @@ export function boundMetrics(connection: string) {
   };
 }
 export type BoundMetrics = ReturnType<typeof boundMetrics>;
+
+export const startupRefusals = counter({
+  name: 'agentgate_pg_connections_refused_total',
+  help: 'Client connections ended before their session started, by connection and reason (protocol, tls-required, tls-handshake, setting, policy, authentication, upstream, masking-setup, timeout).',
+  labelNames: ['connection', 'reason'] as const,
+});

@@ -14,6 +14,7 @@ import { serialize, parse as parseBackend } from 'pg-protocol';
 import type { BackendMessage } from 'pg-protocol/dist/messages.js';
 import { startHarness, psql, readAudit, run, AGENT_PASSWORD } from './harness.js';
 import type { Harness } from './harness.js';
+import { errorFields, frames, rawExchange, startupPacket } from './raw-startup.js';
 
 const injection = (table: string) => `SELECT '\\'' , 1; DROP TABLE ${table}; --'`;
 const INJECTION = injection('victim');
@@ -90,14 +91,28 @@ describe('sidecar postgres: session settings the classifier cannot read under', 
       expect(e.message).to.match(/^agentgate: startup parameter standard_conforming_strings=off is refused: standard_conforming_strings must stay on/);
     });
 
-    it('refuses the pg driver asking for client_encoding SJIS through options', async () => {
-      const c = new pg.Client(h.clientConfig({ options: '-c client_encoding=SJIS' }));
-      const err = await c.connect().then(
-        () => undefined,
-        (e: Error) => e,
+    it('gives the pg driver asking for client_encoding SJIS through options the UTF8 session the server gives it (its own client_encoding parameter wins)', async () => {
+      // pg-protocol sends client_encoding=UTF8 after the parameters; the server applies options first.
+      const encoding = async (cfg: pg.ClientConfig) => {
+        const c = new pg.Client(cfg);
+        await c.connect();
+        try {
+          return (await c.query('show client_encoding')).rows[0].client_encoding as string;
+        } finally {
+          await c.end();
+        }
+      };
+      const options = '-c client_encoding=SJIS';
+      expect(await encoding(h.clientConfig({ options }))).to.equal(await encoding({ connectionString: h.cluster.url('agent_rw', AGENT_PASSWORD, 'payments'), options }));
+      expect(await encoding(h.clientConfig({ options }))).to.equal('UTF8');
+    });
+
+    it('refuses client_encoding SJIS in options when no later parameter overrides it', async () => {
+      const got = frames(await rawExchange(h.proxyPort, [startupPacket(196608, { user: 'agent', database: 'payments', options: '-c client_encoding=SJIS' })]));
+      expect(got.map((f) => f.type)).to.deep.equal(['E']);
+      expect(errorFields(got[0]!.body).M).to.equal(
+        'agentgate: startup parameter client_encoding=SJIS is refused: client_encoding must be UTF8 (not SJIS): the proxy reads statements as UTF-8',
       );
-      await c.end().catch(() => {});
-      expect(err?.message).to.equal('agentgate: startup parameter client_encoding=SJIS is refused: client_encoding must be UTF8 (not SJIS): the proxy reads statements as UTF-8');
     });
 
     it('refuses psql with PGCLIENTENCODING=SJIS', async () => {

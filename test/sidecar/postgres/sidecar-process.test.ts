@@ -165,6 +165,20 @@ drainSeconds: 10
     expect(stdout).to.equal(`${cfgFile}: ok (1 postgres connection(s))\n`);
   });
 
+  it('fails --check with exit 1 and the policy errors at file:line:col when the policy is invalid', async () => {
+    const badPolicy = path.join(h.dir, 'bad-policy.yaml');
+    fs.writeFileSync(badPolicy, 'apiVersion: agentgate.dev/v1\nkind: Policy\nmetadata: { name: broken }\nspec:\n  default: maybe\n  rules: []\n');
+    const badCfg = path.join(h.dir, 'sidecar-bad-policy.yaml');
+    fs.writeFileSync(badCfg, fs.readFileSync(cfgFile, 'utf8').replace(`policy: { file: ${h.policyFile} }`, `policy: { file: ${badPolicy} }`));
+    const r = await run('node', [CLI, 'sidecar', '--config', badCfg, '--check']).then(
+      () => ({ code: 0, stdout: '', stderr: '' }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(r.code).to.equal(1);
+    expect(r.stdout).to.equal('');
+    expect(r.stderr).to.match(new RegExp(`^${badPolicy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:12: .*maybe`));
+  });
+
   it('is ready once the listener is up and the policy loaded, and serves queries', async () => {
     child = await startCli();
     const c = new pg.Client({ host: '127.0.0.1', port: h.proxyPort, user: 'agent', database: 'payments' });
