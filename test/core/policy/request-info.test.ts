@@ -77,13 +77,13 @@ describe('kubernetes request info (RequestInfoFactory semantics)', () => {
   });
 
   it('refuses an invalid percent escape', () => {
-    expect(() => requestInfo('GET', '/api/v1/namespaces/%zz/pods')).to.throw(RequestInfoError, "invalid URL escape in path '/api/v1/namespaces/%zz/pods'");
+    expect(() => requestInfo('GET', '/api/v1/namespaces/%zz/pods')).to.throw(RequestInfoError, "path '/api/v1/namespaces/%zz/pods' has an invalid percent escape or invalid UTF-8");
   });
 
   it('refuses dot segments, which URL handling on the way could resolve differently', () => {
     expect(() => requestInfo('GET', '/api/v1/namespaces/payments/../kube-system/secrets')).to.throw(
       RequestInfoError,
-      "path '/api/v1/namespaces/payments/../kube-system/secrets' has '.' or '..' segments",
+      "path '/api/v1/namespaces/payments/../kube-system/secrets' has a '.' or '..' segment, which URL handling on the way may resolve",
     );
     expect(() => requestInfo('GET', '/api/v1/namespaces/payments/%2e%2e/kube-system/secrets')).to.throw(RequestInfoError);
     expect(() => requestInfo('GET', '/api/v1/./pods')).to.throw(RequestInfoError);
