@@ -309,10 +309,10 @@ describe('kubernetes proxy: canonical requests against the REAL kube-apiserver v
   });
 
   describe('watches answer at once', () => {
-    /** kubectl, and whether it ended by itself (a hang is killed after 40 s). */
+    /** kubectl, and whether it ended by itself (a hang is killed after 15 s). */
     function kubectl(bin: string, args: string[]): Promise<{ code: number | null; killed: boolean; stdout: string; stderr: string }> {
       return new Promise((resolve) => {
-        execFile(bin, args, { env: { PATH: process.env.PATH ?? '', HOME: h.dir, KUBECONFIG: h.kubeconfig, KUBECACHEDIR: path.join(h.dir, `cache-${path.basename(bin)}`) }, timeout: 40_000 },
+        execFile(bin, args, { env: { PATH: process.env.PATH ?? '', HOME: h.dir, KUBECONFIG: h.kubeconfig, KUBECACHEDIR: path.join(h.dir, `cache-${path.basename(bin)}`) }, timeout: 15_000 },
           (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, killed: !!err?.killed, stdout, stderr }));
       });
     }
