@@ -31,7 +31,8 @@ spec:
 
 /** The commands, `NS` standing for the namespace and `DIR` for the manifests' directory. */
 const COMMANDS: string[][] = [
-  ['create', 'configmap', 'cards', `--from-literal=note=card ${PAN} on file`, '--from-literal=plain=nothing'],
+  // One key: kubectl describe prints a ConfigMap's keys in Go map order.
+  ['create', 'configmap', 'cards', `--from-literal=note=card ${PAN} on file`],
   ['get', 'configmap', 'cards', '-o', 'json'],
   ['get', 'configmap', 'cards', '-o', 'yaml'],
   ['get', 'configmap', 'cards', '-o', 'name'],
@@ -74,6 +75,7 @@ function normalise(text: string, ns: string): string {
     .split(ns).join('NS')
     .replace(/\/tmp\/(LIVE|MERGED)-\d+/g, '/tmp/$1')
     .replace(/\s\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ [+-]\d{4}/g, ' DIFFTIME')
+    .replace(/\bweb-[0-9a-f]{8,10}-[a-z0-9]{5}\b/g, 'web-POD')
     .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, 'UID')
     .replace(/("?resourceVersion"?:\s*)"\d+"/g, '$1"RV"')
     .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/g, 'TIME')
@@ -104,7 +106,7 @@ for (const bin of [KUBECTL_NEW, KUBECTL_OLD]) {
 
     function kubectl(kubeconfig: string, ns: string, dir: string, args: string[]): Promise<Run> {
       return new Promise((resolve) => {
-        execFile(bin, [...args.map((a) => a.replace(/^DIR\//, `${dir}/`)), '-n', ns],
+        execFile(bin, ['-n', ns, ...args.map((a) => a.replace(/^DIR\//, `${dir}/`))],
           { env: { PATH: process.env.PATH ?? '', HOME: dir, KUBECONFIG: kubeconfig, KUBECACHEDIR: path.join(dir, `cache-${ns}`) }, timeout: 60_000 },
           (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
       });
