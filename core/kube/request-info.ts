@@ -16,7 +16,8 @@
 // the method (as the API server authorizes WebSocket exec since 1.30); the target is read by
 // canonical.ts, which refuses what could be read two ways; a list whose fieldSelector, limit
 // or timeoutSeconds the server could not decode is refused (the server would classify it
-// without the selector's name, then fail it).
+// without the selector's name, then fail it). An unparseable labelSelector does the same on
+// the server and is not modelled here: the server fails such a request, so nothing it names runs.
 
 import type { KubeRequest } from '../policy/types.js';
 import { canonicalTarget, queryValue } from './canonical.js';
