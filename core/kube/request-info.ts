@@ -10,16 +10,21 @@
 //   - /namespaces/{ns}/{resource}/... is namespaced; /namespaces/{ns} itself is the
 //     namespace object, in namespace {ns}, as are its status and finalize subresources;
 //   - resource/name/subresource, the rest of the path is not interpreted;
-//   - a list with fieldSelector metadata.name=X names X.
-// Two deliberate additions: pods/exec, pods/attach and pods/portforward are `create`
-// whatever the method (as the API server authorizes WebSocket exec since 1.30), and a
-// path with `.` or `..` segments is refused (see below).
+//   - a list with fieldSelector metadata.name=X names X (fields.ParseSelector's grammar:
+//     terms split on unescaped `,` and sorted, `!=`/`==`/`=`, `\\` escapes in values).
+// Deliberate additions: pods/exec, pods/attach and pods/portforward are `create` whatever
+// the method (as the API server authorizes WebSocket exec since 1.30); the target is read by
+// canonical.ts, which refuses what could be read two ways; a list whose fieldSelector, limit
+// or timeoutSeconds the server could not decode is refused (the server would classify it
+// without the selector's name, then fail it). An unparseable labelSelector does the same on
+// the server and is not modelled here: the server fails such a request, so nothing it names runs.
 
 import type { KubeRequest } from '../policy/types.js';
+import { canonicalTarget, queryValue } from './canonical.js';
+import type { CanonicalTarget } from './canonical.js';
+import { RequestInfoError } from './request-info-error.js';
 
-export class RequestInfoError extends Error {
-  override name = 'RequestInfoError';
-}
+export { RequestInfoError };
 
 const API_PREFIXES = new Set(['api', 'apis']);
 const GROUPLESS_PREFIXES = new Set(['api']);
@@ -31,24 +36,13 @@ const STREAMING_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
 const METHOD_VERBS: Record<string, string> = { POST: 'create', GET: 'get', HEAD: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
 
 /**
- * `target` is the request target as sent (`/api/v1/namespaces/a/pods?watch=1`). Throws
- * RequestInfoError where the API server would refuse the URL before authorizing it.
+ * `target` is the request target as sent (`/api/v1/namespaces/a/pods?watch=1`) or already
+ * canonical. Throws RequestInfoError where the API server would refuse the URL before
+ * authorizing it, or where the proxy and the server could read it differently.
  */
-export function requestInfo(method: string, target: string): KubeRequest {
-  const q = target.indexOf('?');
-  const rawPath = q < 0 ? target : target.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
-  let path: string;
-  try {
-    // The server authorizes the decoded path (Go's URL.Path), %2F included.
-    path = decodeURIComponent(rawPath);
-  } catch {
-    throw new RequestInfoError(`invalid URL escape in path '${rawPath}'`);
-  }
-  // The API server would see `.`/`..` as names, but URL handling on the way (WHATWG URL
-  // in a proxy, a load balancer) may resolve them: what we decide and what the server
-  // executes could then differ. No valid request needs them.
-  if (/(^|\/)\.\.?(\/|$)/.test(path)) throw new RequestInfoError(`path '${path}' has '.' or '..' segments`);
+export function requestInfo(method: string, target: string | CanonicalTarget): KubeRequest {
+  const t = typeof target === 'string' ? canonicalTarget(target) : target;
+  const path = t.path;
   const upper = method.toUpperCase();
   const info: KubeRequest = {
     protocol: 'kubernetes',
@@ -62,7 +56,7 @@ export function requestInfo(method: string, target: string): KubeRequest {
     nonResource: true,
     path,
   };
-  let parts = splitPath(path);
+  let parts = apiSegments(t.segments);
   if (parts.length < 3 || !API_PREFIXES.has(parts[0])) return info;
   const prefix = parts[0];
   parts = parts.slice(1);
@@ -97,9 +91,16 @@ export function requestInfo(method: string, target: string): KubeRequest {
   if (parts.length >= 1) info.resource = parts[0];
 
   if (info.name === '' && info.verb === 'get') {
-    info.verb = isWatch(query) ? 'watch' : 'list';
-    const byName = nameFromFieldSelector(query.get('fieldSelector'));
-    if (byName !== undefined) info.name = byName;
+    info.verb = isWatch(queryValue(t, 'watch')) ? 'watch' : 'list';
+    for (const key of ['limit', 'timeoutSeconds']) {
+      const v = queryValue(t, key);
+      if (v !== undefined && !INT64.test(v)) throw new RequestInfoError(`query parameter ${key}='${v}' is not an integer`);
+    }
+    const selector = queryValue(t, 'fieldSelector');
+    if (selector !== undefined) {
+      const byName = nameFromFieldSelector(selector);
+      if (byName !== undefined) info.name = byName;
+    }
   }
   if (info.name === '' && info.verb === 'delete') info.verb = 'deletecollection';
 
@@ -114,52 +115,87 @@ export function parseKubeRequestLine(line: string): KubeRequest {
   return requestInfo(m[1], m[2]);
 }
 
-// Go's strings.Trim(path, "/") then Split on "/": empty segments inside are kept.
-function splitPath(path: string): string[] {
-  const trimmed = path.replace(/^\/+|\/+$/g, '');
-  return trimmed === '' ? [] : trimmed.split('/');
+// Go's strings.Trim(path, "/") then Split on "/" (canonical targets have no inner empty segments).
+function apiSegments(segments: readonly string[]): string[] {
+  return segments.length && segments[segments.length - 1] === '' ? segments.slice(0, -1) : (segments as string[]);
 }
+
+// strconv.ParseInt(s, 10, 64)'s syntax; the range is the server's to check.
+const INT64 = /^[+-]?\d{1,19}$/;
 
 // The API server's query decoding makes a bool true for any first value other than
 // "false" (any case) or "0"; an empty `watch=` is true as well.
-function isWatch(query: URLSearchParams): boolean {
-  const v = query.getAll('watch');
-  if (v.length === 0) return false;
-  return !(v[0] === '0' || v[0].toLowerCase() === 'false');
+function isWatch(v: string | undefined): boolean {
+  if (v === undefined) return false;
+  return !(v === '0' || v.toLowerCase() === 'false');
 }
 
-// `metadata.name=X` or `metadata.name==X` among the comma-separated requirements,
-// kept only when X is a valid path segment name (as the server does).
-function nameFromFieldSelector(selector: string | null): string | undefined {
-  if (!selector) return undefined;
-  for (const term of splitSelector(selector)) {
-    const m = /^\s*metadata\.name\s*(==|=)(.*)$/.exec(term);
-    if (!m || m[2].startsWith('=')) continue;
-    const value = unescapeSelectorValue(m[2].trim());
-    if (value === '' || value === '.' || value === '..' || value.includes('/') || value.includes('%')) return undefined;
-    return value;
+const TERM_OPERATORS = ['!=', '==', '='];
+
+/**
+ * The name a field selector requires (`metadata.name=X` or `==X`), as fields.ParseSelector
+ * and RequiresExactMatch read it: terms sorted, the first metadata.name equality wins, and the
+ * name is kept only when it is a valid path segment name. Throws where the server's parse fails.
+ */
+export function nameFromFieldSelector(selector: string): string | undefined {
+  const terms = splitTerms(selector).sort(byBytes);
+  let name: string | undefined;
+  for (const term of terms) {
+    if (term === '') continue;
+    let found = false;
+    for (let i = 0; i < term.length && !found; i++) {
+      for (const op of TERM_OPERATORS) {
+        if (!term.startsWith(op, i)) continue;
+        const field = term.slice(0, i);
+        const value = unescapeSelectorValue(term.slice(i + op.length), selector);
+        if (name === undefined && op !== '!=' && field === 'metadata.name') name = value;
+        found = true;
+        break;
+      }
+    }
+    if (!found) throw new RequestInfoError(`invalid field selector '${selector}': cannot understand '${term}'`);
   }
-  return undefined;
+  if (name === undefined || name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('%')) return undefined;
+  return name;
 }
 
-function splitSelector(s: string): string[] {
+// Go's sort.Strings compares bytes; UTF-16 order differs from it only above the BMP.
+function byBytes(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function splitTerms(s: string): string[] {
+  if (s === '') return [];
   const out: string[] = [];
-  let cur = '';
+  let start = 0;
+  let inSlash = false;
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
-    if (c === '\\' && i + 1 < s.length) {
-      cur += c + s[++i];
-    } else if (c === ',') {
-      out.push(cur);
-      cur = '';
-    } else cur += c;
+    if (inSlash) inSlash = false;
+    else if (c === '\\') inSlash = true;
+    else if (c === ',') {
+      out.push(s.slice(start, i));
+      start = i + 1;
+    }
   }
-  out.push(cur);
+  out.push(s.slice(start));
   return out;
 }
 
-function unescapeSelectorValue(v: string): string {
-  return v.replace(/\\(.)/g, '$1');
+function unescapeSelectorValue(v: string, selector: string): string {
+  let out = '';
+  let inSlash = false;
+  for (const c of v) {
+    if (inSlash) {
+      if (c !== '\\' && c !== ',' && c !== '=') throw new RequestInfoError(`invalid field selector '${selector}': invalid escape sequence '\\${c}'`);
+      out += c;
+      inSlash = false;
+    } else if (c === '\\') inSlash = true;
+    else if (c === ',' || c === '=') throw new RequestInfoError(`invalid field selector '${selector}': unescaped '${c}' in a value`);
+    else out += c;
+  }
+  if (inSlash) throw new RequestInfoError(`invalid field selector '${selector}': invalid escape sequence '\\'`);
+  return out;
 }
 
 /** Impersonation headers, as the API server's impersonation filter reads them. */

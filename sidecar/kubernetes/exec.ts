@@ -15,15 +15,16 @@ import { maskValue } from '../../core/mask/value.js';
 import { createTextMasker } from '../../core/mask/text.js';
 import type { TextMasker } from '../../core/mask/text.js';
 import { optionsFromSpec } from '../../core/mask/options.js';
-import { admit } from './admit.js';
+import { compose } from './exchange.js';
+import type { Decided, Exchange, Stage } from './exchange.js';
+import { ADMISSION, approvalHold } from './stages.js';
 import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
 import type { ForwardDeps } from './forward.js';
-import { codeClass, execSessionsOpen, execSessionsTotal, groupLabel, requestsTotal } from './metrics.js';
+import { codeClass, execSessionsOpen, execSessionsTotal, requestsTotal } from './metrics.js';
 import { SessionRecorder } from './session-recorder.js';
 import { relaySpdy, spdyHandshake } from './spdy-relay.js';
 import { status } from './status.js';
-import { JUSTIFICATION_HEADER } from './approval-gate.js';
 import type { StatusObject } from './status.js';
 
 export const SUPPORTED_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
@@ -55,94 +56,109 @@ function writeRaw(socket: Socket, code: number, body: string, auditID: string): 
   );
 }
 
-export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer, deps: UpgradeDeps): Promise<void> {
+interface UpgradeExchange extends Exchange {
+  readonly socket: Socket;
+  readonly head: Buffer;
+  readonly deps: UpgradeDeps;
+  /** The exec-sessions metric outcome of a refusal, when not the default. */
+  outcome?: string;
+  /** The stream protocol, once known to be one we relay. */
+  spdy?: boolean;
+  /** The WebSocket subprotocols offered that we speak. */
+  protocols?: string[];
+}
+
+function upgradeExchange(req: IncomingMessage, socket: Socket, head: Buffer, deps: UpgradeDeps): UpgradeExchange {
   const ctx: AuditContext = { auditID: randomUUID(), received: new Date(), req, cluster: deps.cluster, level: deps.level };
-  socket.on('error', () => undefined);
-  let verb = (req.method ?? '').toLowerCase();
-  let group = 'non-resource';
-  let decisionLabel = 'deny';
-  const audit = (stage: 'ResponseStarted' | 'ResponseComplete', code: number, extra: Parameters<typeof buildEvent>[3] = {}) => {
-    try {
-      deps.audit.append(buildEvent(ctx, stage, code, extra));
-    } catch (err) {
-      deps.log.error({ err: (err as Error).message }, 'audit append failed');
-    }
-  };
-  const refuse = (s: StatusObject, outcome: string) => {
-    writeRaw(socket, s.code, JSON.stringify(s), ctx.auditID);
-    requestsTotal.inc({ verb, group, decision: decisionLabel, code: codeClass(s.code) });
-    execSessionsTotal.inc({ outcome });
-    audit('ResponseComplete', s.code, { message: s.message });
-  };
-
-  const a = await admit(req, deps);
-  ctx.identity = a.identity;
-  ctx.request = a.request;
-  ctx.decision = a.decision;
-  if (a.request) {
-    verb = a.request.verb;
-    group = groupLabel(a.request.apiGroup, a.request.nonResource);
-  }
-  if (a.decision) decisionLabel = a.decision.action;
-  const held = !a.ok && a.approvable && deps.approvals ? a.approvable : undefined;
-  if (!a.ok && !held) return refuse(a.status, 'denied');
-  const adm = a.ok ? a : held!;
-  decisionLabel = a.ok ? 'allow' : 'approve';
-  const r = adm.request;
-  // Asked only once the session is known to be one we can relay: nobody approves a refusal.
-  const approved = async (): Promise<boolean> => {
-    if (!held) return true;
-    const abort = new AbortController();
-    const gone = () => abort.abort();
-    socket.once('close', gone);
-    const outcome = await deps.approvals!.hold({ identity: held.identity, request: r, decision: held.decision, method: req.method ?? 'GET', url: req.url ?? '/', signal: abort.signal,
-      ...(typeof req.headers[JUSTIFICATION_HEADER] === 'string' ? { justification: req.headers[JUSTIFICATION_HEADER] } : {}) });
-    socket.off('close', gone);
-    if (outcome.approval) ctx.approval = outcome.approval;
-    if (outcome.forward) return true;
-    if (abort.signal.aborted) {
-      requestsTotal.inc({ verb, group, decision: decisionLabel, code: 'other' });
+  const x: UpgradeExchange = {
+    req, socket, head, ctx, deps,
+    labels: { verb: (req.method ?? '').toLowerCase(), group: 'non-resource', decision: 'deny' },
+    refuse(s, extra = {}) {
+      writeRaw(socket, s.code, JSON.stringify(s), ctx.auditID);
+      requestsTotal.inc({ verb: x.labels.verb, group: x.labels.group, decision: x.labels.decision, code: codeClass(s.code) });
+      execSessionsTotal.inc({ outcome: x.outcome ?? (x.policy === undefined || ctx.approval ? 'denied' : 'refused') });
+      audit(x, 'ResponseComplete', s.code, { ...extra, message: s.message });
+    },
+    abandon(message, extra = {}) {
+      requestsTotal.inc({ verb: x.labels.verb, group: x.labels.group, decision: x.labels.decision, code: 'other' });
       execSessionsTotal.inc({ outcome: 'cancelled' });
-      audit('ResponseComplete', 499, { message: outcome.reason });
-    } else refuse(outcome.status!, 'denied');
-    return false;
+      audit(x, 'ResponseComplete', 499, { ...extra, message });
+    },
+    onGone(cb) {
+      if (socket.destroyed) {
+        cb();
+        return () => undefined;
+      }
+      socket.once('close', cb);
+      return () => socket.off('close', cb);
+    },
   };
-  if (deps.noUpstream) {
-    decisionLabel = 'deny';
-    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, r), 'refused');
-  }
-  if (deps.auditBroken?.()) {
-    decisionLabel = 'deny';
-    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); sessions are refused until it can record them again`, r), 'refused');
-  }
+  return x;
+}
 
-  const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+function audit(x: UpgradeExchange, stage: 'ResponseStarted' | 'ResponseComplete', code: number, extra: Parameters<typeof buildEvent>[3] = {}): void {
+  try {
+    x.deps.audit.append(buildEvent(x.ctx, stage, code, extra));
+  } catch (err) {
+    x.deps.log.error({ err: (err as Error).message }, 'audit append failed');
+  }
+}
+
+/**
+ * Only sessions we can relay, masked and recorded, go further (and only those are held for
+ * approval: nobody approves a refusal): pods/exec and pods/attach, over SPDY/3.1 or the
+ * framed WebSocket channel protocols.
+ */
+const relayable: Stage<UpgradeExchange> = (next) => (x0) => {
+  const x = x0 as Decided<UpgradeExchange>;
+  const r = x.request;
+  x.outcome = 'refused';
+  const done = (s: StatusObject) => {
+    x.refuse(s);
+    return Promise.resolve();
+  };
+  const upgrade = String(x.req.headers.upgrade ?? '').toLowerCase();
   const streaming = !r.nonResource && r.resource === 'pods' && r.apiGroup === '' && ['exec', 'attach', 'portforward'].includes(r.subresource);
-  if (!streaming) return refuse(status(400, 'BadRequest', `agentgate: connection upgrades are only proxied for pods/exec and pods/attach, not for ${req.url ?? ''}`, r), 'refused');
+  if (!streaming) return done(status(400, 'BadRequest', `agentgate: connection upgrades are only proxied for pods/exec and pods/attach, not for ${x.target.path}`, r));
   if (r.subresource === 'portforward') {
-    return refuse(status(400, 'BadRequest', 'agentgate: port-forward is refused: its byte streams carry arbitrary protocols that agentgate cannot mask or record', r), 'refused');
+    return done(status(400, 'BadRequest', 'agentgate: port-forward is refused: its byte streams carry arbitrary protocols that agentgate cannot mask or record', r));
   }
   if (upgrade.startsWith('spdy/')) {
-    if (upgrade !== 'spdy/3.1') return refuse(status(400, 'BadRequest', SPDY_REFUSAL, r), 'refused');
-    if (!(await approved())) return;
-    return spdySession(req, socket, head, deps, ctx, adm.headers, adm.policy.masking, r, { audit, refuse, labels: () => ({ verb, group, decisionLabel }) });
+    if (upgrade !== 'spdy/3.1') return done(status(400, 'BadRequest', SPDY_REFUSAL, r));
+    x.spdy = true;
+  } else if (upgrade !== 'websocket') return done(status(400, 'BadRequest', `agentgate: unsupported upgrade '${upgrade}'`, r));
+  else {
+    const offered = String(x.req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    x.protocols = offered.filter((p) => SUPPORTED_PROTOCOLS.includes(p));
+    if (x.protocols.length === 0) {
+      return done(status(400, 'BadRequest', `agentgate: exec needs WebSocket subprotocol ${SUPPORTED_PROTOCOLS.join(' or ')} (offered: ${offered.join(', ') || 'none'}); use kubectl 1.31 or newer`, r));
+    }
   }
-  if (upgrade !== 'websocket') return refuse(status(400, 'BadRequest', `agentgate: unsupported upgrade '${upgrade}'`, r), 'refused');
+  x.outcome = undefined;
+  return next(x0);
+};
 
-  const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  const protocols = offered.filter((p) => SUPPORTED_PROTOCOLS.includes(p));
-  if (protocols.length === 0) {
-    return refuse(
-      status(400, 'BadRequest', `agentgate: exec needs WebSocket subprotocol ${SUPPORTED_PROTOCOLS.join(' or ')} (offered: ${offered.join(', ') || 'none'}); use kubectl 1.31 or newer`, r),
-      'refused',
-    );
+const UPGRADE = compose<UpgradeExchange>([...ADMISSION, relayable, approvalHold], (x) => session(x as Decided<UpgradeExchange>));
+
+export function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer, deps: UpgradeDeps): Promise<void> {
+  socket.on('error', () => undefined);
+  return UPGRADE(upgradeExchange(req, socket, head, deps));
+}
+
+/** The session itself: SPDY relayed frame by frame, or the WebSocket channels. */
+async function session(x: Decided<UpgradeExchange>): Promise<void> {
+  const { req, socket, head, deps, ctx, request: r } = x;
+  const refuse = (s: StatusObject, outcome: string) => {
+    x.outcome = outcome;
+    x.refuse(s);
+  };
+  if (x.spdy) {
+    return spdySession(x, { audit: (stage, code, extra) => audit(x, stage, code, extra), refuse });
   }
-
-  if (!(await approved())) return;
+  const protocols = x.protocols!;
   const upstream = deps.upstream();
-  const target = new URL(req.url ?? '/', upstream.url.origin.replace(/^http/, 'ws'));
-  const up = new WebSocket(target, protocols, {
-    headers: adm.headers as Record<string, string>,
+  const up = new WebSocket(`${upstream.url.origin.replace(/^http/, 'ws')}${x.target.target}`, protocols, {
+    headers: x.headers as Record<string, string>,
     ca: upstream.caPem || undefined,
     perMessageDeflate: false,
     handshakeTimeout: 10_000,
@@ -169,10 +185,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
     return refuse(s, 'upstream-refused');
   }
 
-  const opts = optionsFromSpec(adm.policy.masking);
+  const opts = optionsFromSpec(x.policy.masking);
   const session = ctx.auditID;
   ctx.session = session;
-  const command = new URL(req.url ?? '/', 'https://x').searchParams.getAll('command').join(' ');
+  const command = (x.target.query.get('command') ?? []).join(' ');
   let recorder: SessionRecorder | undefined;
   try {
     recorder = new SessionRecorder(deps.sessionDir, session, { command, title: `${r.subresource} ${r.namespace}/${r.name}` }, opts);
@@ -186,7 +202,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
   const client = await new Promise<WebSocket>((resolve) => wss.handleUpgrade(req, socket, head, (ws) => resolve(ws)));
   execSessionsOpen.inc();
   execSessionsTotal.inc({ outcome: 'allowed' });
-  audit('ResponseStarted', 101);
+  audit(x, 'ResponseStarted', 101);
 
   const maskers = new Map<number, TextMasker>([
     [STDOUT, createTextMasker(opts)],
@@ -265,9 +281,9 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
       sendToClient(channel, tail);
     }
     execSessionsOpen.dec();
-    requestsTotal.inc({ verb, group, decision: decisionLabel, code: '1xx' });
+    requestsTotal.inc({ verb: x.labels.verb, group: x.labels.group, decision: x.labels.decision, code: '1xx' });
     await recorder?.close();
-    audit('ResponseComplete', 101, { bytesIn, bytesOut, message: why });
+    audit(x, 'ResponseComplete', 101, { bytesIn, bytesOut, message: why });
   };
   up.on('close', (code, reason) => {
     void finish('upstream closed').then(() => {
@@ -288,28 +304,18 @@ export async function handleUpgrade(req: IncomingMessage, socket: Socket, head: 
 interface SpdyHooks {
   audit: (stage: 'ResponseStarted' | 'ResponseComplete', code: number, extra?: Parameters<typeof buildEvent>[3]) => void;
   refuse: (s: StatusObject, outcome: string) => void;
-  labels: () => { verb: string; group: string; decisionLabel: string };
 }
 
-async function spdySession(
-  req: IncomingMessage,
-  socket: Socket,
-  head: Buffer,
-  deps: UpgradeDeps,
-  ctx: AuditContext,
-  headers: Record<string, string | string[]>,
-  masking: Parameters<typeof optionsFromSpec>[0],
-  r: NonNullable<AuditContext['request']>,
-  hooks: SpdyHooks,
-): Promise<void> {
+async function spdySession(x: Decided<UpgradeExchange>, hooks: SpdyHooks): Promise<void> {
+  const { req, socket, head, deps, ctx, request: r } = x;
   // Nothing the agent sends may be lost while the upstream connection is set up.
   socket.pause();
-  const hs = await spdyHandshake(req, deps.upstream(), headers);
+  const hs = await spdyHandshake(req.method ?? 'GET', x.target.target, deps.upstream(), x.headers);
   if (!hs.ok) return hooks.refuse(hs.status, 'upstream-refused');
   hs.upstream.pause();
-  const opts = optionsFromSpec(masking);
+  const opts = optionsFromSpec(x.policy.masking);
   ctx.session = ctx.auditID;
-  const command = new URL(req.url ?? '/', 'https://x').searchParams.getAll('command').join(' ');
+  const command = (x.target.query.get('command') ?? []).join(' ');
   let recorder: SessionRecorder;
   try {
     recorder = new SessionRecorder(deps.sessionDir, ctx.auditID, { command, title: `${r.subresource} ${r.namespace}/${r.name}` }, opts);
@@ -328,8 +334,7 @@ async function spdySession(
   hs.upstream.resume();
   const why = await s.closed;
   execSessionsOpen.dec();
-  const { verb, group, decisionLabel } = hooks.labels();
-  requestsTotal.inc({ verb, group, decision: decisionLabel, code: '1xx' });
+  requestsTotal.inc({ verb: x.labels.verb, group: x.labels.group, decision: x.labels.decision, code: '1xx' });
   await recorder.close();
   hooks.audit('ResponseComplete', 101, { bytesIn: s.bytesIn, bytesOut: s.bytesOut, message: why });
 }

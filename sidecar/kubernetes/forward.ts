@@ -1,6 +1,7 @@
-// One plain (non-upgrade) request: admit → forward with the real credential →
-// mask the response as it streams → audit. Watches and log follows stream for as
-// long as both ends stay; a client that goes away aborts the upstream request.
+// One plain (non-upgrade) request: the shared admission stages (stages.ts), then the
+// body, an approval hold, and the relay: forward with the real credential → mask the
+// response as it streams → audit. Watches and log follows stream for as long as both ends
+// stay; a client that goes away aborts the upstream request.
 
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -8,18 +9,23 @@ import type { Readable } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../core/log.js';
 import type { AuditSink } from '../../core/audit/types.js';
-import { admit } from './admit.js';
-import { auditableBody } from './audit-body.js';
-import type { AdmitDeps } from './admit.js';
+import type { StreamMasker } from '../../core/mask/text.js';
+import type { Authenticator } from './authenticate.js';
+import type { Policy } from '../../core/policy/types.js';
 import { buildEvent } from './audit-event.js';
 import type { AuditContext } from './audit-event.js';
-import { codeClass, groupLabel, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
+import { compose } from './exchange.js';
+import type { AuditExtra, Decided, Exchange, Stage } from './exchange.js';
+import { ADMISSION, approvalHold } from './stages.js';
+import { isApiDocument } from './request-headers.js';
+import { codeClass, openWatches, refusedBodies, requestDuration, requestsTotal } from './metrics.js';
 import { maskOptionsFor, planBody } from './response-body.js';
+import { auditableBody } from './audit-body.js';
 import { responseHeaders } from './response-headers.js';
+import type { BodyPlan } from './response-body.js';
 import { sendStatus, status } from './status.js';
 import type { StatusObject } from './status.js';
 import type { Upstream } from './upstream.js';
-import { JUSTIFICATION_HEADER } from './approval-gate.js';
 import type { KubeApprovalGate } from './approval-gate.js';
 
 /** The API server's own limit on a request body is 3 MiB; we hold bodies to audit them. */
@@ -27,7 +33,11 @@ export const MAX_REQUEST_BODY = 3 * 1024 * 1024;
 const RESPONSE_OBJECT_LIMIT = 1024 * 1024;
 const BUFFER_LIMIT = 64 * 1024;
 
-export interface ForwardDeps extends AdmitDeps {
+export interface ForwardDeps {
+  auth: Authenticator;
+  policy: () => Policy;
+  upstreamAuthorization: () => string;
+  impersonate: boolean;
   upstream: () => Upstream;
   audit: AuditSink;
   log: Logger;
@@ -111,11 +121,15 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
-function isStreaming(verb: string, subresource: string, url: string): boolean {
-  return verb === 'watch' || (subresource === 'log' && /[?&]follow=(true|1)\b/.test(url));
+// A watch, or a log follow (`follow` decoded as the server decodes a bool).
+function isStreaming(x: Decided): boolean {
+  if (x.request.verb === 'watch') return true;
+  if (x.request.subresource !== 'log') return false;
+  const f = x.target.query.get('follow')?.[0];
+  return f !== undefined && f !== '0' && f.toLowerCase() !== 'false';
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | StatusObject> {
+async function readAll(req: IncomingMessage): Promise<Buffer | StatusObject> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
@@ -126,111 +140,104 @@ async function readBody(req: IncomingMessage): Promise<Buffer | StatusObject> {
   return Buffer.concat(chunks);
 }
 
-export async function forward(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): Promise<void> {
+interface PlainExchange extends Exchange {
+  readonly res: ServerResponse;
+  readonly t0: bigint;
+  clientGone: boolean;
+  readonly upstreamAbort: UpstreamAbort;
+}
+
+function plainExchange(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): PlainExchange {
   const ctx: AuditContext = { auditID: randomUUID(), received: new Date(), req, cluster: deps.cluster, level: deps.level };
-  const t0 = process.hrtime.bigint();
-  // Audit-Id goes into each writeHead rather than setHeader here: writeHead with no headers
-  // set before takes Node's fast path (no per-header merge).
-  let verb = (req.method ?? '').toLowerCase();
-  let group = 'non-resource';
-  let decisionLabel = 'deny';
-
-  const finish = (code: number, extra: Parameters<typeof buildEvent>[3] = {}, timed = true) => {
-    requestsTotal.inc({ verb, group, decision: decisionLabel, code: codeClass(code) });
-    if (timed) requestDuration.observe({ verb }, Number(process.hrtime.bigint() - t0) / 1e9);
-    try {
-      deps.audit.append(buildEvent(ctx, 'ResponseComplete', code, extra));
-    } catch (err) {
-      deps.log.error({ err: (err as Error).message, auditID: ctx.auditID }, 'audit append failed');
-    }
+  const x: PlainExchange = {
+    req, res, ctx, deps,
+    t0: process.hrtime.bigint(),
+    labels: { verb: (req.method ?? '').toLowerCase(), group: 'non-resource', decision: 'deny' },
+    clientGone: false,
+    // undici takes an EventEmitter as its abort signal: far cheaper per request than an
+    // AbortController, whose EventTarget costs more than the rest of the request setup.
+    upstreamAbort: new UpstreamAbort(),
+    refuse(s, extra = {}, headers = {}) {
+      // Audit-Id goes into each writeHead rather than setHeader: writeHead with no headers
+      // set before takes Node's fast path (no per-header merge).
+      if (req.readableEnded === false && x.body === undefined) req.resume();
+      sendStatus(res, s, { 'audit-id': ctx.auditID, ...headers });
+      finish(x, s.code, { ...extra, message: s.message });
+    },
+    abandon(message, extra = {}) {
+      finish(x, 499, { ...extra, message });
+    },
+    onGone(cb) {
+      if (x.clientGone) {
+        cb();
+        return () => undefined;
+      }
+      const h = () => {
+        if (!res.writableFinished) cb();
+      };
+      res.on('close', h);
+      return () => res.off('close', h);
+    },
   };
-  const refuse = (s: StatusObject, extra: Parameters<typeof buildEvent>[3] = {}, headers: Record<string, string> = {}) => {
-    sendStatus(res, s, { 'audit-id': ctx.auditID, ...headers });
-    finish(s.code, { ...extra, message: s.message });
-  };
-
-  const a = await admit(req, deps);
-  ctx.identity = a.identity;
-  ctx.request = a.request;
-  ctx.decision = a.decision;
-  if (a.impersonated) ctx.impersonated = a.impersonated;
-  if (a.request) {
-    verb = a.request.verb;
-    group = groupLabel(a.request.apiGroup, a.request.nonResource);
-  }
-  if (a.decision) decisionLabel = a.decision.action;
-  const held = !a.ok && a.approvable && deps.approvals ? a.approvable : undefined;
-  if (!a.ok && !held) {
-    req.resume();
-    return refuse(a.status);
-  }
-  const adm = a.ok ? a : held!;
-  decisionLabel = adm.decision.enforced ? adm.decision.action : 'allow';
-  if (deps.noUpstream) {
-    decisionLabel = 'deny';
-    req.resume();
-    return refuse(status(403, 'Forbidden', `agentgate: ${deps.noUpstream}`, adm.request));
-  }
-  if (deps.auditBroken?.()) {
-    // Nothing is done that could not be recorded (the refusal itself tries to append,
-    // which is how a recovered trail lets requests through again).
-    decisionLabel = 'deny';
-    req.resume();
-    return refuse(status(503, 'ServiceUnavailable', `agentgate: the audit trail is unavailable (${deps.auditBroken()}); requests are refused until it can record them again`, adm.request));
-  }
-  const request = adm.request;
-  const opts = maskOptionsFor(adm.policy.masking);
-
-  let body: Buffer | undefined;
-  if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
-    const b = await readBody(req);
-    if (!Buffer.isBuffer(b)) return refuse(b);
-    body = b;
-  }
-  const requestObject = body ? auditableBody(body, req.headers['content-type'], opts, request) : undefined;
-
-  // undici takes an EventEmitter as its abort signal: far cheaper per request than an
-  // AbortController, whose EventTarget costs more than the rest of the request setup.
-  const abort = new UpstreamAbort();
-  let clientGone = false;
-  let holdAbort: AbortController | undefined;
   res.on('close', () => {
     if (!res.writableFinished) {
-      clientGone = true;
-      abort.abort();
-      holdAbort?.abort();
+      x.clientGone = true;
+      x.upstreamAbort.abort();
     }
   });
+  return x;
+}
 
-  if (held) {
-    holdAbort = new AbortController();
-    if (clientGone) holdAbort.abort();
-    const j = req.headers[JUSTIFICATION_HEADER];
-    const outcome = await deps.approvals!.hold({
-      identity: held.identity,
-      request,
-      decision: held.decision,
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      ...(body ? { body } : {}),
-      ...(typeof j === 'string' ? { justification: j } : {}),
-      signal: holdAbort.signal,
-    });
-    if (outcome.approval) ctx.approval = outcome.approval;
-    if (!outcome.forward) {
-      if (clientGone) return finish(499, { message: outcome.reason, requestObject });
-      return refuse(outcome.status!, { requestObject }, outcome.headers);
-    }
+function finish(x: PlainExchange, code: number, extra: AuditExtra = {}, timed = true): void {
+  const { labels } = x;
+  requestsTotal.inc({ verb: labels.verb, group: labels.group, decision: labels.decision, code: codeClass(code) });
+  if (timed) requestDuration.observe({ verb: labels.verb }, Number(process.hrtime.bigint() - x.t0) / 1e9);
+  try {
+    x.deps.audit.append(buildEvent(x.ctx, 'ResponseComplete', code, extra));
+  } catch (err) {
+    x.deps.log.error({ err: (err as Error).message, auditID: x.ctx.auditID }, 'audit append failed');
   }
+}
 
-  const streaming = isStreaming(request.verb, request.subresource, req.url ?? '');
+/** A plain request's body, read whole (bodies are held to be audited and shown to approvers). */
+const readBody: Stage<PlainExchange> = (next) => async (x0) => {
+  const x = x0 as Decided<PlainExchange>;
+  const m = x.req.method;
+  if (m !== 'GET' && m !== 'HEAD' && m !== 'OPTIONS') {
+    const b = await readAll(x.req);
+    if (!Buffer.isBuffer(b)) return x.refuse(b);
+    x.body = b;
+    x.requestObject = auditableBody(b, x.req.headers['content-type'], maskOptionsFor(x.policy.masking), x.request);
+  }
+  return next(x);
+};
+
+// API documents pass as sent (request-headers.ts says which): there is nothing to mask.
+const PASS_THROUGH: StreamMasker = { write: (chunk) => Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), end: () => EMPTY } as StreamMasker;
+const EMPTY = Buffer.alloc(0);
+
+const PLAIN = compose<PlainExchange>([...ADMISSION, readBody, approvalHold], (x) => relay(x as Decided<PlainExchange>));
+
+export function forward(req: IncomingMessage, res: ServerResponse, deps: ForwardDeps): Promise<void> {
+  return PLAIN(plainExchange(req, res, deps));
+}
+
+/** Forwards the canonical request upstream and relays the masked response. */
+async function relay(x: Decided<PlainExchange>): Promise<void> {
+  const { req, res, ctx, deps, request } = x;
+  const body = x.body;
+  const requestObject = x.requestObject;
+  const abort = x.upstreamAbort;
+  const refuse = x.refuse;
+  const streaming = isStreaming(x);
   const upstream = deps.upstream();
+  const method = req.method ?? 'GET';
 
   const send = () =>
     upstream.dispatcher.request({
-      path: req.url ?? '/',
-      method: (req.method ?? 'GET') as 'GET',
-      headers: adm.headers,
+      path: x.target.target,
+      method: method as 'GET',
+      headers: x.headers,
       body: body && body.length ? body : null,
       signal: abort,
     });
@@ -241,25 +248,29 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
       // The pod's token may have rotated since we last read it: re-read once and retry.
       if (await upstream.recheck()) {
         up.body.resume();
-        adm.headers.authorization = upstream.authorization;
+        x.headers.authorization = upstream.authorization;
         up = await send();
       }
     }
   } catch (err) {
-    if (clientGone) return finish(499, { message: 'client closed the request', requestObject });
+    if (x.clientGone) return finish(x, 499, { message: 'client closed the request', requestObject });
     const msg = (err as Error).message;
     deps.log.warn({ err: msg, upstream: upstream.url.origin }, 'upstream unreachable');
     const s = status(503, 'ServiceUnavailable', `agentgate: the Kubernetes API server (${upstream.url.origin}) is unavailable: ${msg}`);
     sendStatus(res, s, { 'audit-id': ctx.auditID, 'retry-after': '1' });
-    return finish(503, { message: s.message, requestObject });
+    return finish(x, 503, { message: s.message, requestObject });
   }
   // Destroying the body (refusal, client gone) emits an abort error nobody else awaits.
   up.body.on('error', () => undefined);
   ctx.upstreamAuditId = typeof up.headers['audit-id'] === 'string' ? up.headers['audit-id'] : undefined;
 
   const contentType = up.headers['content-type'] as string | undefined;
-  const empty = req.method === 'HEAD' || up.statusCode === 204 || up.statusCode === 304 || up.headers['content-length'] === '0';
-  const plan = empty ? undefined : planBody(request, contentType, adm.policy.masking.secrets, opts);
+  const empty = method === 'HEAD' || up.statusCode === 204 || up.statusCode === 304 || up.headers['content-length'] === '0';
+  const plan: BodyPlan | undefined = empty
+    ? undefined
+    : isApiDocument(request, method) && up.statusCode < 300
+      ? { kind: 'masked', masker: PASS_THROUGH }
+      : planBody(request, contentType, x.policy.masking.secrets, maskOptionsFor(x.policy.masking));
   if (plan?.kind === 'refuse') {
     up.body.destroy();
     refusedBodies.inc({ why: 'content-type' });
@@ -267,18 +278,21 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     return refuse(status(502, 'InternalError', `agentgate: ${plan.why}; responses are only passed on masked, so this one was refused`));
   }
 
-  const headers = responseHeaders(up.headers, ctx.auditID, opts);
+  const headers = responseHeaders(up.headers, ctx.auditID, maskOptionsFor(x.policy.masking));
   if (empty) {
     if (up.headers['content-length'] !== undefined) headers['content-length'] = String(up.headers['content-length']);
     res.writeHead(up.statusCode, headers);
     res.end();
     up.body.resume();
-    return finish(up.statusCode, { requestObject });
+    return finish(x, up.statusCode, { requestObject });
   }
 
-  const masker = (plan as { masker: import('../../core/mask/text.js').StreamMasker }).masker;
+  const masker = (plan as { masker: StreamMasker }).masker;
   if (streaming) {
     res.writeHead(up.statusCode, headers);
+    // Now, not with the first event: a watch that sees no change for minutes still has its
+    // answer (kubectl --request-timeout, rollout status and informers wait for it).
+    res.flushHeaders();
     openWatches.inc();
     try {
       deps.audit.append(buildEvent(ctx, 'ResponseStarted', up.statusCode));
@@ -317,10 +331,10 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
         if (pendingLen > BUFFER_LIMIT) flushPending();
         return undefined;
       }
-      if (clientGone) return STOP;
+      if (x.clientGone) return STOP;
       return res.write(out) ? undefined : writable(res);
     });
-    if (!clientGone) {
+    if (!x.clientGone) {
       const tail = masker.end();
       bytesOut += tail.length;
       keep?.push(tail);
@@ -334,7 +348,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
       } else res.end(tail);
     }
   } catch (err) {
-    if (!clientGone) {
+    if (!x.clientGone) {
       failure = (err as Error).message;
       refusedBodies.inc({ why: 'unmaskable' });
       deps.log.warn({ auditID: ctx.auditID, err: failure }, 'response could not be masked');
@@ -344,9 +358,9 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     }
   } finally {
     if (streaming) openWatches.dec();
-    if (clientGone) up.body.destroy();
+    if (x.clientGone) up.body.destroy();
   }
-  if (!failure && !clientGone && plan?.kind === 'masked') plan.release?.();
+  if (!failure && !x.clientGone && plan?.kind === 'masked') plan.release?.();
   let responseObject: unknown;
   if (keep && kept < RESPONSE_OBJECT_LIMIT) {
     try {
@@ -356,5 +370,5 @@ export async function forward(req: IncomingMessage, res: ServerResponse, deps: F
     }
   }
   const code = failure ? 502 : up.statusCode;
-  finish(code, { requestObject, responseObject, bytesIn, bytesOut, ...(failure ? { message: `agentgate: response cut, it could not be masked: ${failure}` } : clientGone ? { message: 'client closed the stream' } : {}) }, !streaming);
+  finish(x, code, { requestObject, responseObject, bytesIn, bytesOut, ...(failure ? { message: `agentgate: response cut, it could not be masked: ${failure}` } : x.clientGone ? { message: 'client closed the stream' } : {}) }, !streaming);
 }

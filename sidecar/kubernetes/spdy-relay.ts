@@ -7,7 +7,6 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { createTextMasker } from '../../core/mask/text.js';
 import type { TextMasker } from '../../core/mask/text.js';
@@ -25,7 +24,8 @@ const MAX_HEAD = 64 * 1024;
 export type SpdyHandshake = { ok: true; upstream: Socket; head: Buffer; rest: Buffer } | { ok: false; status: StatusObject };
 
 /** Opens the upgraded connection to the API server with the sidecar's credentials. */
-export async function spdyHandshake(req: IncomingMessage, upstream: Upstream, headers: Record<string, string | string[]>): Promise<SpdyHandshake> {
+/** `target` is the canonical request target (core/kube/canonical.ts), never the raw one. */
+export async function spdyHandshake(method: string, target: string, upstream: Upstream, headers: Record<string, string | string[]>): Promise<SpdyHandshake> {
   const u = upstream.url;
   const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
   const host = u.hostname.replace(/^\[|\]$/g, '');
@@ -33,7 +33,7 @@ export async function spdyHandshake(req: IncomingMessage, upstream: Upstream, he
     u.protocol === 'https:'
       ? tls.connect({ host, port, ca: upstream.caPem, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] })
       : net.connect({ host, port });
-  const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`, `Host: ${u.host}`];
+  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${u.host}`];
   for (const [name, value] of Object.entries(headers)) {
     // The API server matches each X-Stream-Protocol-Version value exactly: one line per protocol.
     const values = name === 'x-stream-protocol-version' ? String(value).split(',').map((v) => v.trim()).filter(Boolean) : Array.isArray(value) ? value : [value];

@@ -110,6 +110,8 @@ export interface KubeCluster {
   adminToken: string;
   /** kubeconfig for the admin user (token auth), for kubectl --kubeconfig. */
   kubeconfigPath: string;
+  /** The API server's audit log (set when started with `auditLevel`). */
+  auditLog?: string;
   /** Admin client configuration for @kubernetes/client-node. */
   kubeConfig: k8s.KubeConfig;
   pki: KubePki;
@@ -270,6 +272,11 @@ export interface KubeClusterOptions {
   apiserverFlags?: string[];
   /** Keep the temp dir (logs, etcd data) after stop, for debugging. Also AGENTGATE_KEEP_KUBE=1. */
   keep?: boolean;
+  /**
+   * Write the API server's own audit log (audit.k8s.io/v1 Events, one JSON per line) at this
+   * level for every request; `auditLog` on the cluster names the file.
+   */
+  auditLevel?: 'Metadata' | 'Request' | 'RequestResponse';
 }
 
 export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<KubeCluster> {
@@ -303,6 +310,14 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       { mode: 0o600 },
     );
     const caPem = await readFile(pki.caFile, 'utf8');
+    const auditLog = opts.auditLevel ? path.join(dir, 'kube-apiserver-audit.log') : undefined;
+    const auditFlags: string[] = [];
+    if (auditLog) {
+      const policyFile = path.join(dir, 'audit-policy.yaml');
+      await writeFile(policyFile, JSON.stringify({ apiVersion: 'audit.k8s.io/v1', kind: 'Policy', omitStages: ['RequestReceived'], rules: [{ level: opts.auditLevel }] }));
+      // batch mode off: each event is in the file when the response has been sent.
+      auditFlags.push(`--audit-policy-file=${policyFile}`, `--audit-log-path=${auditLog}`, '--audit-log-mode=blocking', '--audit-log-format=json');
+    }
 
     const started = Date.now();
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
@@ -340,6 +355,7 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       '--allow-privileged=true',
       '--profiling=false',
       '--v=1',
+      ...auditFlags,
       ...(opts.apiserverFlags ?? []),
     ], dir));
     await recordPids();
@@ -396,6 +412,7 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
       issuer: server,
       caFile: pki.caFile,
       caPem,
+      ...(auditLog ? { auditLog } : {}),
       adminToken,
       kubeconfigPath,
       kubeConfig,

@@ -77,16 +77,45 @@ describe('kubernetes request info (RequestInfoFactory semantics)', () => {
   });
 
   it('refuses an invalid percent escape', () => {
-    expect(() => requestInfo('GET', '/api/v1/namespaces/%zz/pods')).to.throw(RequestInfoError, "invalid URL escape in path '/api/v1/namespaces/%zz/pods'");
+    expect(() => requestInfo('GET', '/api/v1/namespaces/%zz/pods')).to.throw(RequestInfoError, "path '/api/v1/namespaces/%zz/pods' has an invalid percent escape or invalid UTF-8");
   });
 
   it('refuses dot segments, which URL handling on the way could resolve differently', () => {
     expect(() => requestInfo('GET', '/api/v1/namespaces/payments/../kube-system/secrets')).to.throw(
       RequestInfoError,
-      "path '/api/v1/namespaces/payments/../kube-system/secrets' has '.' or '..' segments",
+      "path '/api/v1/namespaces/payments/../kube-system/secrets' has a '.' or '..' segment, which URL handling on the way may resolve",
     );
     expect(() => requestInfo('GET', '/api/v1/namespaces/payments/%2e%2e/kube-system/secrets')).to.throw(RequestInfoError);
     expect(() => requestInfo('GET', '/api/v1/./pods')).to.throw(RequestInfoError);
+  });
+
+  describe('field selectors, read with fields.ParseSelector\'s grammar', () => {
+    const nameOf = (selector: string) => requestInfo('GET', `/api/v1/namespaces/a/secrets?fieldSelector=${encodeURIComponent(selector)}`).name;
+    it('takes the first metadata.name equality of the sorted terms, as RequiresExactMatch does', () => {
+      expect(nameOf('metadata.name=b,metadata.name=a')).to.equal('a');
+    });
+    it('does not trim spaces around the field (the server does not)', () => {
+      expect(nameOf(' metadata.name=a')).to.equal('');
+    });
+    it('unescapes \\, \\, and \\= in a value', () => {
+      expect(nameOf('metadata.name=a\\,b')).to.equal('a,b');
+    });
+    it('drops a name that is not a valid path segment name', () => {
+      expect(nameOf('metadata.name=a%b')).to.equal('');
+    });
+    for (const [selector, message] of [
+      ['metadata.name=a,b', "cannot understand 'b'"],
+      ['metadata.name===a', "unescaped '='"],
+      ['metadata.name=a\\x', "invalid escape sequence '\\x'"],
+      ['metadata.name=a\\', "invalid escape sequence '\\'"],
+    ] as const) {
+      it(`refuses '${selector}', which the server cannot parse`, () => {
+        expect(() => nameOf(selector)).to.throw(RequestInfoError, message);
+      });
+    }
+    it('refuses a list whose limit is not an integer', () => {
+      expect(() => requestInfo('GET', '/api/v1/pods?limit=ten')).to.throw(RequestInfoError, "query parameter limit='ten' is not an integer");
+    });
   });
 
   it('parses the "METHOD /path?query" form of policy explain', () => {

@@ -95,7 +95,7 @@ describe('kubernetes proxy: identity files and local tokens (API server: the dou
     const before = h.double.requests.length;
     const r = await call(h, '/api/v1/namespaces/%ZZ/pods');
     expect(r.status).to.equal(400);
-    expect(r.json).to.deep.include({ kind: 'Status', reason: 'BadRequest', code: 400, message: "agentgate: invalid URL escape in path '/api/v1/namespaces/%ZZ/pods'" });
+    expect(r.json).to.deep.include({ kind: 'Status', reason: 'BadRequest', code: 400, message: "agentgate: path '/api/v1/namespaces/%ZZ/pods' has an invalid percent escape or invalid UTF-8" });
     expect(h.double.requests.length).to.equal(before);
   });
 
