@@ -179,6 +179,8 @@ function request(o: Operation, connection: string): PgRequest {
     qualifiers: Object.freeze(o.qualifiers) as PgRequest['qualifiers'],
     tables: Object.freeze(o.tables) as string[],
     functions: Object.freeze(o.functions) as string[],
+    unlisted: Object.freeze(o.unlisted) as string[],
+    exactOnly: Object.freeze(o.exactOnly) as string[],
   });
 }
 
@@ -202,6 +204,7 @@ function estimateBytes(r: SqlClassification): number {
     n += 160;
     for (const t of o.tables) n += 32 + t.length * 2;
     for (const f of o.functions) n += 32 + f.length * 2;
+    n += 16 * (o.unlisted?.length ?? 0) + 16 * (o.exactOnly?.length ?? 0);
   }
   return n;
 }

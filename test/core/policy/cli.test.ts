@@ -48,7 +48,7 @@ describe('agentgate policy (CLI)', () => {
       expect(r.stdout).to.equal('');
       expect(r.stderr.split('\n')).to.deep.equal([
         "examples/policies/invalid.yaml:6:12: spec.default: unknown value 'maybe' (expected one of: deny, allow)",
-        "examples/policies/invalid.yaml:9:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, other, delete-without-where, update-without-where)",
+        "examples/policies/invalid.yaml:9:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, lock, listen, notify, other, delete-without-where, update-without-where)",
         "examples/policies/invalid.yaml:9:49: spec.rules[0].postgres.tabels: unknown key (did you mean 'tables'?)",
         'examples/policies/invalid.yaml:11:13: spec.rules[1] (read): duplicate rule name (first used by spec.rules[0])',
         "examples/policies/invalid.yaml:12:34: spec.rules[1].kubernetes.verbs[1]: unknown value 'fetch' (expected one of: get, list, watch, create, update, patch, delete, deletecollection, impersonate, proxy, head, options, post, put, *)",

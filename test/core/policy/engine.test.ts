@@ -301,8 +301,9 @@ describe('policy engine: decide', () => {
     const p = policy(`    - { name: everything, postgres: {}, action: allow }
     - { name: kube, kubernetes: { resources: ["*"] }, action: allow }`);
 
-    it('denies dangerous functions even where a rule allows the statement', () => {
-      const d = p.decide(agent, pg('select', [], { functions: ['pg_catalog.pg_read_file'] }));
+    it('denies dangerous functions even where a rule allows the statement and names them', () => {
+      const q = policy(`    - { name: everything, postgres: { functions: ["*", pg_catalog.pg_read_file] }, action: allow }`);
+      const d = q.decide(agent, pg('select', [], { functions: ['pg_catalog.pg_read_file'] }));
       expect(d.action).to.equal('deny');
       expect(d.rule).to.equal('builtin:dangerous-functions');
       expect(d.matched).to.deep.equal(['everything', 'builtin:dangerous-functions']);

@@ -56,7 +56,7 @@ describe('policy loading and validation', () => {
       action: allow
 `),
     ).to.deep.equal([
-      "p.yaml:7:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, other, delete-without-where, update-without-where)",
+      "p.yaml:7:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, lock, listen, notify, other, delete-without-where, update-without-where)",
       "p.yaml:7:49: spec.rules[0].postgres.tabels: unknown key (did you mean 'tables'?)",
       "p.yaml:10:34: spec.rules[1].kubernetes.verbs[1]: unknown value 'fetch' (expected one of: get, list, watch, create, update, patch, delete, deletecollection, impersonate, proxy, head, options, post, put, *)",
     ]);
