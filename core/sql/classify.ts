@@ -341,7 +341,9 @@ export class StatementClassifier {
       inner = { names: all, parent: scope };
     }
     for (const key of Object.keys(fields)) {
-      if (key === 'withClause' || skip?.has(key)) continue;
+      // FOR UPDATE OF x names x as the FROM clause does (often by alias); PostgreSQL refuses
+      // a name that is not in FROM, so the tables were found there already.
+      if (key === 'withClause' || key === 'lockingClause' || skip?.has(key)) continue;
       this.walkNode(fields[key], found, inner);
     }
   }

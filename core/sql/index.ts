@@ -60,6 +60,8 @@ import { parseSql, TOO_DEEP } from './parser.js';
 export { loadSqlParser, sqlParserLoaded } from './parser.js';
 export { isDangerousFunction, COPY_PROGRAM, COPY_FILE } from './dangerous.js';
 export { maskSqlText, type SqlMaskOptions } from './mask-sql.js';
+export { reportedFunctionClass, FUNCTION_CLASS_REASONS, needsRule, needsExactRule, type FunctionClass } from './functions.js';
+export { CATALOG_MAJOR } from './pg15-catalog.js';
 export { sessionParameterProblem } from './session.js';
 export type { LruStats } from './cache.js';
 

@@ -110,6 +110,19 @@ describe('policy loading and validation', () => {
     ]);
   });
 
+  it('reports function patterns written with argument types, and accepts operators as operator(NAME)', () => {
+    expect(
+      errors(`${HEAD}  rules:
+    - name: f
+      postgres: { functions: ["billing.refund(int)", "operator(===)", "ext.operator(@@@)", "a.b.c"] }
+      action: allow
+`),
+    ).to.deep.equal([
+      "p.yaml:7:31: spec.rules[0] (f): postgres.functions[0]: 'billing.refund(int)' has parentheses: name a function without its argument types (the name covers every overload), an operator as operator(NAME)",
+      "p.yaml:7:92: spec.rules[0] (f): postgres.functions[3]: 'a.b.c' is not name or schema.name",
+    ]);
+  });
+
   it('reports approval settings that do not apply', () => {
     expect(
       errors(`${HEAD}  rules:
