@@ -135,6 +135,35 @@ describe('agentgate policy (CLI)', () => {
       expect(out.decision.rule).to.equal('no-destruction');
     });
 
+    it('explains SQL with every function it calls and why each is open or not', () => {
+      const f = path.join(dir, 'functions.yaml');
+      writeFileSync(
+        f,
+        'apiVersion: agentgate.dev/v1\nkind: Policy\nmetadata: { name: fns }\nspec:\n  rules:\n    - { name: reads, postgres: { statements: [select], functions: [pg_catalog.nextval, "public.*"] }, action: allow }\n',
+      );
+      const r = agentgate('policy', 'explain', '-f', f, '--subject', SA, '--sql', "SELECT lower(pan), nextval('s'), crosstab('x') FROM cards", '--connection', 'payments');
+      expect(r.code).to.equal(0);
+      const start = r.stdout.indexOf('functions:');
+      expect(r.stdout.slice(start, r.stdout.indexOf('decision:'))).to.equal(
+        [
+          'functions:',
+          '  + lower               read-only: ok',
+          '                        a PostgreSQL 15 built-in without side effects that runs no SQL text: allowed without a rule',
+          '  + pg_catalog.nextval  side-effects: ok, named by reads',
+          '                        a PostgreSQL 15 built-in that may write, lock, signal or change state: an allow rule must name it',
+          '  ! public.crosstab     runs-sql: NOT OPEN: reads (by a pattern with *, which does not open it)',
+          '                        runs SQL given as text (or over whole tables) that the proxy never sees: only an allow rule naming it exactly, without *, opens it',
+          '  (one allow rule must name every function that needs naming; names from different rules do not add up)',
+          '',
+        ].join('\n'),
+      );
+      const json = JSON.parse(agentgate('policy', 'explain', '-f', f, '--subject', SA, '--sql', 'SELECT purge()', '--connection', 'payments', '-o', 'json').stdout);
+      expect(json.operations[0].functions).to.deep.equal([
+        { name: 'public.purge', class: 'unknown', reason: 'not a PostgreSQL 15 built-in (user-defined or extension): the proxy cannot see what it does, so an allow rule must name it', namedBy: ['reads'], covered: true },
+      ]);
+      expect(json.decision.rule).to.equal('reads');
+    });
+
     it('explains SQL that does not parse as refused, with exit 1', function () {
       const r = agentgate('policy', 'explain', '-f', PAYMENTS, '--subject', SA, '--sql', 'SELEC 1', '--connection', 'payments');
       if (r.stderr.includes('SQL classification not available')) this.skip();
