@@ -172,7 +172,7 @@ function unnamedFunctions(request: PolicyRequest): string {
   if (request.protocol !== 'postgres') return '';
   const need = request.unlisted ?? request.functions;
   if (need.length === 0) return '';
-  return ` (an allow rule must name ${need.join(', ')} in postgres.functions: the proxy does not know ${need.length === 1 ? 'it' : 'them'} as read-only PostgreSQL built-ins; \`agentgate policy explain --sql\` shows why)`;
+  return ` (an allow rule must name ${need.join(', ')} in postgres.functions: the proxy does not know ${need.length === 1 ? 'it as a read-only PostgreSQL built-in' : 'them as read-only PostgreSQL built-ins'}; \`agentgate policy explain --sql\` shows why)`;
 }
 
 function explainReason(policy: string, action: Action, rule: CompiledRule | undefined, identity: Identity, request: PolicyRequest): string {
