@@ -369,7 +369,19 @@ export class StatementClassifier {
       found.nested.push(op('lock', inner.tables), ...inner.nested);
       return;
     }
-    if (u && (u[0] === 'SelectStmt' || u[0] === 'RangeVar' || u[0] === 'FuncCall' || u[0] === 'A_Expr')) {
+    if (u && (u[0] === 'A_Expr' || u[0] === 'SubLink')) {
+      // An operator runs its function: `a === b` with a user-defined === is a call of it.
+      // Checked here, where the node type is known, not on every object of the tree.
+      const fields = u[1];
+      const opName = u[0] === 'A_Expr' ? (typeof fields.kind === 'string' && OPERATOR_EXPR_KINDS.has(fields.kind) ? fields.name : undefined) : fields.operName;
+      if (opName !== undefined) {
+        const parts = strings(opName);
+        if (parts.length > 0 && !operatorIsReadOnly(parts)) addCall(found, operatorName(parts), 'unknown-operator', resolvedName(parts, false, this.names, true));
+      }
+      this.walkObject(fields, found, scope);
+      return;
+    }
+    if (u && (u[0] === 'SelectStmt' || u[0] === 'RangeVar' || u[0] === 'FuncCall')) {
       this.walkObject(u[1], found, scope);
       return;
     }
@@ -390,13 +402,6 @@ export class StatementClassifier {
       addCall(found, name, c, needsRule(c) ? resolvedName(parts, isBuiltinFunctionName(parts[parts.length - 1]), this.names) : name);
       // pg_notify(channel, payload) is NOTIFY: the same operation, whichever way it is written.
       if (c === 'notify') found.nested.push(op('notify', [], { functions: new Set([name]), unlisted: new Set(), exactOnly: new Set() }));
-    } else {
-      // An operator runs its function: `a === b` with a user-defined === is a call of it.
-      const opName = isObj(o) && typeof o.kind === 'string' && OPERATOR_EXPR_KINDS.has(o.kind) ? o.name : Array.isArray(o.operName) ? o.operName : undefined;
-      if (opName !== undefined) {
-        const parts = strings(opName);
-        if (parts.length > 0 && !operatorIsReadOnly(parts)) addCall(found, operatorName(parts), 'unknown-operator', resolvedName(parts, false, this.names, true));
-      }
     }
     this.walkFields(o, found, scope);
   }
