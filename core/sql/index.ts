@@ -30,6 +30,15 @@
 //   PROGRAM reports the pseudo-function `copy-program`, COPY to/from a server file
 //   `copy-file`. `isDangerousFunction(name)` tells which of them reach outside the tables
 //   (file system, dblink*, lo_import/lo_export, SQL run from a string, set_config, …).
+// - `unlisted`: the functions an allow rule must name, schema-qualified as the server
+//   resolves them (`pg_catalog.setval`, `public.purge`): every one but PostgreSQL 15's
+//   read-only built-ins (functions.ts, from the generated pg15-catalog.ts), and operators
+//   that are not pg_catalog's read-only ones (`public.operator(===)`). `exactOnly`: those
+//   only a rule naming them without `*` opens (SQL run from text, set_config, COPY on the
+//   server). `reportedFunctionClass(name)` says why, for explanations.
+// - `lock`: SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (anywhere in the statement)
+//   adds a lock operation over the tables of the locking SELECT; LOCK TABLE is `lock`.
+//   LISTEN/UNLISTEN → listen; NOTIFY → notify, and pg_notify(…) adds a notify operation.
 // - `DO` → do, `CALL` → call (its procedure in functions), `EXECUTE name` → other (the
 //   prepared text lives in the session). `PREPARE p AS stmt` and `DECLARE c CURSOR FOR stmt`
 //   are classified as stmt. `EXPLAIN ANALYZE stmt` runs stmt and is classified as stmt; plain
