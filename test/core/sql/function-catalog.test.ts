@@ -73,6 +73,22 @@ describe('PostgreSQL 15 function catalogue (real server)', function () {
     expect(decide(READS_ONLY, "SELECT lower(pan), now(), random(), to_char(now(), 'YYYY'), count(*) FROM public.cards WHERE pan LIKE '4%'").action).to.equal('allow');
   });
 
+  it('refuses SQL run from text (ts_rewrite reads a table the statement never names) unless a rule names the function exactly', async () => {
+    await cluster.sql("CREATE TABLE secret (q tsquery, r tsquery); INSERT INTO secret VALUES ('a', 'leaked')");
+    const sql = "SELECT ts_rewrite('a'::tsquery, 'SELECT q, r FROM secret')::text AS t";
+    // What the server does with it: the text argument is a query, run as the caller.
+    expect(await cluster.sql(sql)).to.deep.equal([{ t: "'leaked'" }]);
+    const cardsOnly = policy(`    - { name: cards, postgres: { statements: [select], tables: [public.cards] }, action: allow }
+`);
+    expect(decide(cardsOnly, sql).action).to.equal('deny');
+    const star = policy(`    - { name: cards, postgres: { statements: [select], tables: [public.cards], functions: ["*"] }, action: allow }
+`);
+    expect(decide(star, sql).action).to.equal('deny');
+    const named = policy(`    - { name: cards, postgres: { statements: [select], tables: [public.cards], functions: [pg_catalog.ts_rewrite] }, action: allow }
+`);
+    expect(decide(named, sql).action).to.equal('allow');
+  });
+
   it('refuses a user-defined function that deletes rows until a rule names it', async () => {
     await cluster.sql('CREATE TABLE cards (pan text)');
     await cluster.sql("CREATE FUNCTION purge() RETURNS int LANGUAGE sql AS 'DELETE FROM cards RETURNING 1'");
