@@ -46,7 +46,7 @@ export const benchmarks: Benchmark[] = [
       const loaded = loadPolicyFile(path.join(ROOT, 'examples/policies/payments.yaml'));
       if (!loaded.policy) throw new Error('examples/policies/payments.yaml is invalid');
       const p = loaded.policy;
-      const select: PolicyRequest = { protocol: 'postgres', connection: 'payments', statement: 'select', qualifiers: [], tables: ['public.cards', 'public.orders', 'public.customers'], functions: ['now', 'lower'] };
+      const select: PolicyRequest = { protocol: 'postgres', connection: 'payments', statement: 'select', qualifiers: [], tables: ['public.cards', 'public.orders', 'public.customers'], functions: ['now', 'lower'], unlisted: [], exactOnly: [] };
       const kube = requestInfo('GET', '/api/v1/namespaces/payments/pods?watch=true');
       return [
         decideBench('policy-decide-pg', p, select, 'payments.yaml (7 rules + 4 built-ins), SELECT joining 3 tables calling 2 functions'),

@@ -8,8 +8,8 @@ import type { Identity } from '../identity.js';
 import { loadPolicyFile } from './load.js';
 import type { CompiledPolicy } from './engine.js';
 import { combineDecisions } from './engine.js';
-import { renderExplanation } from './explain.js';
-import type { Explained } from './explain.js';
+import { explainFunctions, renderExplanation } from './explain.js';
+import type { Explained, FunctionFacts } from './explain.js';
 import type { PgRequest, PolicyRequest } from './types.js';
 import { impersonationRequests, parseKubeRequestLine, readImpersonationHeaders, RequestInfoError } from '../kube/request-info.js';
 
@@ -20,7 +20,8 @@ const USAGE = `Usage:
   agentgate policy explain -f FILE --subject S [--group G]... [-o text|json]
                            (--kube "METHOD /path?query" [-H "Impersonate-User: U"]...
                             | --sql "SQL" --connection NAME)
-      Show the decision for one request: action, winning rule, reason, every matched rule.
+      Show the decision for one request: action, winning rule, reason, every matched rule;
+      for SQL, every function and operator called and whether (and by which rule) it is open.
       Impersonate-* headers add one impersonate operation per impersonated attribute.
 
 Examples:
@@ -130,6 +131,7 @@ async function explain(argv: string[]): Promise<number> {
   const identity: Identity = { subject: values.subject, groups: values.group ?? [], via: 'trust' };
 
   let requests: PolicyRequest[];
+  let facts: ((name: string) => FunctionFacts) | undefined;
   if (values.kube !== undefined) {
     try {
       requests = [parseKubeRequestLine(values.kube)];
@@ -150,8 +152,13 @@ async function explain(argv: string[]): Promise<number> {
       return 1;
     }
     requests = classified.requests;
+    facts = classified.facts;
   }
-  const items: Explained[] = requests.map((request) => ({ request, decision: policy.decide(identity, request) }));
+  const items: Explained[] = requests.map((request) => {
+    const item: Explained = { request, decision: policy.decide(identity, request) };
+    if (facts && request.protocol === 'postgres' && (request.functions.length || request.unlisted?.length)) item.functions = explainFunctions(policy, identity, request, facts);
+    return item;
+  });
   const overall = combineDecisions(items.map((i) => i.decision));
   if (format === 'json') {
     process.stdout.write(`${JSON.stringify({ policy: policy.name, subject: identity.subject, groups: identity.groups, decision: overall, operations: items })}\n`);
@@ -161,16 +168,20 @@ async function explain(argv: string[]): Promise<number> {
   return 0;
 }
 
-type SqlResult = { requests: PgRequest[] } | { error: string };
+type SqlResult = { requests: PgRequest[]; facts: (name: string) => FunctionFacts } | { error: string };
 
 /** Classifies with the PostgreSQL proxy's own classifier, loaded only when --sql asks for it (its WASM parser is large). */
 async function classifySql(sql: string, connection: string): Promise<SqlResult> {
-  const { classifySql: classify, loadSqlParser } = await import('../sql/index.js');
+  const { classifySql: classify, loadSqlParser, reportedFunctionClass, FUNCTION_CLASS_REASONS, needsRule, needsExactRule } = await import('../sql/index.js');
   await loadSqlParser();
   const c = classify(sql, connection);
   if (!c.ok) {
     return { error: `SQL is refused before any rule applies (SQLSTATE ${c.sqlstate}): ${c.message}${c.position !== undefined ? ` at character ${c.position}` : ''}` };
   }
   if (c.operations.length === 0) return { error: 'the SQL holds no statement (only whitespace or comments): nothing to decide' };
-  return { requests: [...c.operations] };
+  const facts = (name: string): FunctionFacts => {
+    const cls = reportedFunctionClass(name);
+    return { class: cls, reason: FUNCTION_CLASS_REASONS[cls], needsRule: needsRule(cls), exactOnly: needsExactRule(cls) };
+  };
+  return { requests: [...c.operations], facts };
 }

@@ -167,13 +167,21 @@ export function describeRequest(request: PolicyRequest): string {
   return s;
 }
 
+/** Why an allow rule for the statement may not have matched: functions it would have had to name. */
+function unnamedFunctions(request: PolicyRequest): string {
+  if (request.protocol !== 'postgres') return '';
+  const need = request.unlisted ?? request.functions;
+  if (need.length === 0) return '';
+  return ` (an allow rule must name ${need.join(', ')} in postgres.functions: the proxy does not know ${need.length === 1 ? 'it as a read-only PostgreSQL built-in' : 'them as read-only PostgreSQL built-ins'}; \`agentgate policy explain --sql\` shows why)`;
+}
+
 function explainReason(policy: string, action: Action, rule: CompiledRule | undefined, identity: Identity, request: PolicyRequest): string {
   const what = `${identity.subject} to ${describeRequest(request)}`;
   const why = rule?.description ? ` (${rule.description})` : '';
   if (!rule) {
     return action === 'allow'
       ? `allowed by spec.default of policy '${policy}': no rule matched ${what}`
-      : `denied by spec.default of policy '${policy}': no rule allows ${what}; to get access, ask the owners of policy '${policy}' to add a rule that allows it`;
+      : `denied by spec.default of policy '${policy}': no rule allows ${what}${unnamedFunctions(request)}; to get access, ask the owners of policy '${policy}' to add a rule that allows it`;
   }
   switch (action) {
     case 'allow':

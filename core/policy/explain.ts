@@ -4,10 +4,63 @@ import type { Decision, PolicyRequest } from './types.js';
 import type { CompiledPolicy } from './engine.js';
 import { describeRequest } from './engine.js';
 import type { Identity } from '../identity.js';
+import { ruleNamesFunction } from './rules.js';
 
 export interface Explained {
   request: PolicyRequest;
   decision: Decision;
+  /** SQL: every function and operator the operation calls, and why each is allowed or not. */
+  functions?: ExplainedFunction[];
+}
+
+/** What the SQL classifier knows of one function (core/sql's reportedFunctionClass and reasons). */
+export interface FunctionFacts {
+  class: string;
+  reason: string;
+  needsRule: boolean;
+  exactOnly: boolean;
+}
+
+export interface ExplainedFunction {
+  /** As written, or schema-qualified as the server resolves it when a rule must name it. */
+  name: string;
+  class: string;
+  /** Why the proxy treats it so. */
+  reason: string;
+  /** Allow rules (of those that apply to the identity) naming it in postgres.functions. */
+  namedBy: string[];
+  /** Read-only, or named by one of `namedBy` the way its class requires. */
+  covered: boolean;
+}
+
+/**
+ * The functions of one operation with the allow rules that name them. Read-only built-ins
+ * are listed as written; the others by the names an allow rule must cover (request.unlisted).
+ */
+export function explainFunctions(policy: CompiledPolicy, identity: Identity, request: PolicyRequest, facts: (name: string) => FunctionFacts): ExplainedFunction[] {
+  if (request.protocol !== 'postgres') return [];
+  const out: ExplainedFunction[] = [];
+  const seen = new Set<string>();
+  const allowRules = policy.rules.filter((r) => r.action === 'allow' && r.protocol !== 'kubernetes' && r.matchesIdentity(identity));
+  const add = (name: string) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const f = facts(name);
+    const namedBy: string[] = [];
+    let covered = !f.needsRule;
+    if (f.needsRule) {
+      for (const r of allowRules) {
+        const how = ruleNamesFunction(r, name);
+        if (how === undefined) continue;
+        namedBy.push(how === 'pattern' && f.exactOnly ? `${r.name} (by a pattern with *, which does not open it)` : r.name);
+        if (how === 'exact' || !f.exactOnly) covered = true;
+      }
+    }
+    out.push({ name, class: f.class, reason: f.reason, namedBy, covered });
+  };
+  for (const n of request.functions) if (!facts(n).needsRule) add(n);
+  for (const n of request.unlisted ?? request.functions) add(n);
+  return out;
 }
 
 export function renderExplanation(policy: CompiledPolicy, identity: Identity, items: Explained[], overall: Decision): string {
@@ -19,6 +72,7 @@ export function renderExplanation(policy: CompiledPolicy, identity: Identity, it
     if (items.length > 1) lines.push(`operation ${i + 1} of ${items.length}`);
     lines.push(`request:  ${it.request.protocol} ${describeRequest(it.request)}`);
     lines.push(`          ${requestFields(it.request)}`);
+    if (it.functions?.length) lines.push(...functionLines(it.functions));
     lines.push(...decisionLines(policy, it.decision));
   });
   if (items.length > 1) {
@@ -26,6 +80,24 @@ export function renderExplanation(policy: CompiledPolicy, identity: Identity, it
     lines.push(`overall:  ${overall.action}${overall.enforced ? '' : ' (not enforced: observe mode)'} by rule ${overall.rule} (the most restrictive decision of the ${items.length} operations)`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+function functionLines(fns: ExplainedFunction[]): string[] {
+  const width = Math.max(...fns.map((f) => f.name.length));
+  const out = ['functions:'];
+  for (const f of fns) {
+    const verdict = !f.namedBy.length && f.covered
+      ? 'ok'
+      : f.covered
+        ? `ok, named by ${f.namedBy.join(', ')}`
+        : f.namedBy.length
+          ? `NOT OPEN: ${f.namedBy.join(', ')}`
+          : 'NOT OPEN: no allow rule names it';
+    out.push(`  ${f.covered ? '+' : '!'} ${f.name.padEnd(width)}  ${f.class}: ${verdict}`);
+    out.push(`    ${''.padEnd(width)}  ${f.reason}`);
+  }
+  if (fns.some((f) => f.namedBy.length || !f.covered)) out.push('  (one allow rule must name every function that needs naming; names from different rules do not add up)');
+  return out;
 }
 
 function decisionLines(policy: CompiledPolicy, d: Decision): string[] {

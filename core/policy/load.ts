@@ -181,11 +181,19 @@ function semanticErrors(doc: LoadedDocument<PolicyDoc>, file: string): SourceErr
       globs(at('postgres', 'connections'), p.connections);
       const qualified = (v: string) => (TABLE.test(v) ? undefined : `'${v}' is not name or schema.name`);
       globs(at('postgres', 'tables'), p.tables, qualified);
-      globs(at('postgres', 'functions'), p.functions, qualified);
+      globs(at('postgres', 'functions'), p.functions, (v) => qualified(v) ?? functionPatternProblem(v));
     }
     checkApproval(rule, label, at, err);
   });
   return errors;
+}
+
+/** Functions are named without argument types; operators as `operator(NAME)`, the way the classifier reports them. */
+function functionPatternProblem(v: string): string | undefined {
+  const name = v.slice(v.lastIndexOf('.') + 1);
+  if (!name.includes('(') && !name.includes(')')) return undefined;
+  if (/^operator\([^()\s]+\)$/.test(name)) return undefined;
+  return `'${v}' has parentheses: name a function without its argument types (the name covers every overload), an operator as operator(NAME)`;
 }
 
 /** The same place and message reported twice (schema and semantics) is one error. */

@@ -131,10 +131,18 @@ export function compileRule(doc: RuleDoc, tier: RuleTier): CompiledRule {
       const m = compileQualified(p.tables, any);
       preds.push((r) => m((r as PgRequest).tables));
     }
-    if (p.functions) {
-      const m = compileQualified(p.functions, any);
+    if (p.functions && any) {
+      const m = compileQualified(p.functions, true);
       preds.push((r) => m((r as PgRequest).functions));
     }
+  }
+  if (!any && protocol !== 'kubernetes') {
+    // An allow opens an operation only if it names every function the proxy does not know
+    // as a read-only built-in; a rule naming none opens only operations that call none.
+    const named = p?.functions ? compileQualifiedOne(p.functions, false) : undefined;
+    const exactPatterns = p?.functions?.filter((x) => !x.includes('*'));
+    const exact = exactPatterns?.length ? compileQualifiedOne(exactPatterns, false) : undefined;
+    preds.push((r) => (r.protocol === 'postgres' ? coversFunctions(r, named, exact) : true));
   }
   const all = (list: ((x: never) => boolean)[]) => {
     const n = list.length;
@@ -220,6 +228,27 @@ export function splitQualified(name: string): [string | undefined, string] {
   return parts.length === 1 ? [undefined, parts[0]] : [parts[parts.length - 2], parts[parts.length - 1]];
 }
 
+/** Whether an allow rule's function patterns name every function the operation needs named. */
+function coversFunctions(r: PgRequest, named: ((n: string) => boolean) | undefined, exact: ((n: string) => boolean) | undefined): boolean {
+  // Requests not built by core/sql carry no classes: every function counts, by exact name.
+  const need = r.unlisted ?? r.functions;
+  if (need.length === 0) return true;
+  if (named === undefined) return false;
+  for (let i = 0; i < need.length; i++) if (!named(need[i])) return false;
+  const exactNeed = r.exactOnly ?? (r.unlisted === undefined ? r.functions : []);
+  for (let i = 0; i < exactNeed.length; i++) if (exact === undefined || !exact(exactNeed[i])) return false;
+  return true;
+}
+
+/** Whether an allow rule names one function, and whether by a pattern without `*` (for explanations). */
+export function ruleNamesFunction(rule: CompiledRule, name: string): 'exact' | 'pattern' | undefined {
+  const patterns = rule.doc.postgres?.functions;
+  if (!patterns) return undefined;
+  const exact = patterns.filter((x) => !x.includes('*'));
+  if (exact.length && compileQualifiedOne(exact, false)(name)) return 'exact';
+  return compileQualifiedOne(patterns, false)(name) ? 'pattern' : undefined;
+}
+
 /**
  * Matches the table (or function) names of one operation. A qualified request name
  * must match schema and name. An unqualified one could resolve into any schema on the
@@ -227,6 +256,20 @@ export function splitQualified(name: string): [string | undefined, string] {
  * part), an allow pattern covers it only as `public.<name>`.
  */
 function compileQualified(patterns: string[], any: boolean): (names: string[]) => boolean {
+  const one = compileQualifiedOne(patterns, any);
+  return any
+    ? (names) => {
+        for (let i = 0; i < names.length; i++) if (one(names[i])) return true;
+        return false;
+      }
+    : (names) => {
+        for (let i = 0; i < names.length; i++) if (!one(names[i])) return false;
+        return true;
+      };
+}
+
+/** One name against the patterns; `any` as for compileQualified (it decides how an unqualified name is read). */
+function compileQualifiedOne(patterns: string[], any: boolean): (name: string) => boolean {
   // Patterns without a schema match the name part alone; exact qualified patterns are a
   // set lookup; the rest pair a schema glob with a name glob.
   const bare: string[] = [];
@@ -256,15 +299,7 @@ function compileQualified(patterns: string[], any: boolean): (names: string[]) =
     for (const p of pairs) if (p.name(name) && (schema === undefined || p.schema(schema))) return true;
     return false;
   };
-  return any
-    ? (names) => {
-        for (let i = 0; i < names.length; i++) if (one(names[i])) return true;
-        return false;
-      }
-    : (names) => {
-        for (let i = 0; i < names.length; i++) if (!one(names[i])) return false;
-        return true;
-      };
+  return one;
 }
 
 // Every rule naming tables or functions splits the same few names of a request; the

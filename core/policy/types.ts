@@ -10,7 +10,10 @@ export const ACTION_RANK: Record<Action, number> = { allow: 0, approve: 1, deny:
 
 export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy-to', 'copy-from', 'truncate', 'drop',
-  'create', 'alter', 'grant', 'revoke', 'set', 'show', 'transaction', 'call', 'do', 'other',
+  'create', 'alter', 'grant', 'revoke', 'set', 'show', 'transaction', 'call', 'do',
+  // Row and table locks (SELECT … FOR UPDATE/SHARE, LOCK TABLE); LISTEN/UNLISTEN; NOTIFY and pg_notify().
+  'lock', 'listen', 'notify',
+  'other',
 ] as const;
 export type StatementKind = (typeof STATEMENT_KINDS)[number];
 
@@ -65,6 +68,15 @@ export interface PgRequest {
    * it the schema; a deny/approve pattern without a schema matches the name in any schema.
    */
   functions: string[];
+  /**
+   * The entries of `functions` (and operators, as `operator(===)`) that an allow rule must
+   * name for the operation to be allowed: everything but PostgreSQL 15's read-only
+   * built-ins (core/sql/functions.ts). Absent (a request not built by core/sql): every
+   * function counts, fail closed.
+   */
+  unlisted?: string[];
+  /** Of `unlisted`, those only a pattern without `*` names: SQL run from text, session settings, COPY on the server. */
+  exactOnly?: string[];
 }
 
 export type PolicyRequest = KubeRequest | PgRequest;

@@ -8,7 +8,8 @@ import type { StatementKind, StatementQualifier } from '../policy/types.js';
 import type { AstNode } from './parser.js';
 import { COPY_FILE, COPY_PROGRAM } from './dangerous.js';
 import { sessionParameterProblem } from './session.js';
-import { functionName, qualifiedFromParts, tableName, type NameOptions, type RangeVarLike } from './names.js';
+import { functionName, operatorName, qualifiedFromParts, resolvedName, tableName, type NameOptions, type RangeVarLike } from './names.js';
+import { functionClass, isBuiltinFunctionName, needsExactRule, needsRule, operatorIsReadOnly, type FunctionClass } from './functions.js';
 
 /** What a statement does, without the connection (added by the caller). */
 export interface Operation {
@@ -16,6 +17,36 @@ export interface Operation {
   qualifiers: StatementQualifier[];
   tables: string[];
   functions: string[];
+  /** The functions (and operators) an allow rule must name, see functions.ts. */
+  unlisted: string[];
+  /** Of `unlisted`, those only a rule naming them without `*` opens. */
+  exactOnly: string[];
+}
+
+/** The functions a part of a statement calls, with the ones a rule must name. */
+interface Calls {
+  readonly functions: Set<string>;
+  readonly unlisted: Set<string>;
+  readonly exactOnly: Set<string>;
+}
+
+const NO_CALLS: Calls = { functions: new Set(), unlisted: new Set(), exactOnly: new Set() };
+
+function newCalls(): Calls {
+  return { functions: new Set(), unlisted: new Set(), exactOnly: new Set() };
+}
+
+/** `name` as written goes to functions; `resolved` (schema-qualified) to the lists rules must cover. */
+function addCall(calls: Calls, name: string, c: FunctionClass, resolved = name): void {
+  calls.functions.add(name);
+  if (needsRule(c)) calls.unlisted.add(resolved);
+  if (needsExactRule(c)) calls.exactOnly.add(resolved);
+}
+
+function mergeCalls(into: Calls, from: Calls): void {
+  for (const f of from.functions) into.functions.add(f);
+  for (const f of from.unlisted) into.unlisted.add(f);
+  for (const f of from.exactOnly) into.exactOnly.add(f);
 }
 
 /** CTE names visible at a point of the tree (lexical scope, innermost first). */
@@ -30,12 +61,25 @@ function inScope(scope: Scope | undefined, name: string): boolean {
 }
 
 /** What a walk over part of a statement found. */
-class Findings {
+class Findings implements Calls {
   readonly tables = new Set<string>();
   readonly functions = new Set<string>();
-  /** Operations of data-modifying statements nested in the part (CTEs, COPY (DELETE …)). */
+  readonly unlisted = new Set<string>();
+  readonly exactOnly = new Set<string>();
+  /**
+   * Operations the part implies beside its own: data-modifying statements nested in it
+   * (CTEs, COPY (DELETE …)), row locks (SELECT … FOR UPDATE), notifications (pg_notify).
+   */
   readonly nested: Operation[] = [];
 }
+
+/** SELECT … FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE locks the rows it reads. */
+function hasLockingClause(fields: AstNode): boolean {
+  return Array.isArray(fields.lockingClause) && fields.lockingClause.length > 0;
+}
+
+/** A_Expr kinds whose name is an operator the server resolves (BETWEEN's name is a keyword: its operators are <= and >=). */
+const OPERATOR_EXPR_KINDS = new Set(['AEXPR_OP', 'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_NULLIF', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE', 'AEXPR_SIMILAR']);
 
 const DML = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
 
@@ -75,8 +119,8 @@ function unwrap(node: unknown): [string, AstNode] | undefined {
   return isObj(fields) ? [keys[0], fields] : undefined;
 }
 
-function op(statement: StatementKind, tables: Iterable<string> = [], functions: Iterable<string> = [], qualifiers: StatementQualifier[] = []): Operation {
-  return { statement, qualifiers, tables: [...tables], functions: [...functions] };
+function op(statement: StatementKind, tables: Iterable<string> = [], calls: Calls = NO_CALLS, qualifiers: StatementQualifier[] = []): Operation {
+  return { statement, qualifiers, tables: [...tables], functions: [...calls.functions], unlisted: [...calls.unlisted], exactOnly: [...calls.exactOnly] };
 }
 
 /** Kinds decided by the node type alone; anything not here and not handled below is `other`. */
@@ -88,6 +132,9 @@ function kindOf(type: string, fields: AstNode): StatementKind {
     case 'TruncateStmt': return 'truncate';
     case 'CallStmt': return 'call';
     case 'DoStmt': return 'do';
+    case 'LockStmt': return 'lock';
+    case 'NotifyStmt': return 'notify';
+    case 'ListenStmt': case 'UnlistenStmt': return 'listen';
     // Cursor use: the decision was made when the cursor was declared (psql's FETCH_COUNT mode).
     case 'FetchStmt': case 'ClosePortalStmt': return 'select';
     case 'GrantStmt': case 'GrantRoleStmt': return fields.is_grant === true ? 'grant' : 'revoke';
@@ -161,7 +208,7 @@ export class StatementClassifier {
       case 'ExecuteStmt': {
         // The prepared statement's text is in the session, not here: unresolvable by design.
         const f = this.walkAll(fields, scope);
-        return [op('other', f.tables, f.functions), ...f.nested];
+        return [op('other', f.tables, f), ...f.nested];
       }
       default: return this.generic(type, fields, scope);
     }
@@ -170,11 +217,12 @@ export class StatementClassifier {
   private select(fields: AstNode, scope: Scope | undefined): Operation[] {
     const into = isObj(fields.intoClause) && isObj(fields.intoClause.rel) ? fields.intoClause.rel : undefined;
     const f = this.walkAll(fields, scope, into ? new Set(['intoClause']) : undefined);
+    const lock = hasLockingClause(fields) ? [op('lock', f.tables)] : [];
     if (into) {
       // SELECT … INTO creates a table from what it reads.
-      return [op('create', [this.table(into)], f.functions), op('select', f.tables), ...f.nested];
+      return [op('create', [this.table(into)], f), op('select', f.tables), ...lock, ...f.nested];
     }
-    return [op('select', f.tables, f.functions), ...f.nested];
+    return [op('select', f.tables, f), ...lock, ...f.nested];
   }
 
   private dml(type: string, fields: AstNode, scope: Scope | undefined): Operation[] {
@@ -189,7 +237,7 @@ export class StatementClassifier {
     const reads = new Set(f.tables);
     // RETURNING hands the target's rows back: that is a read of it.
     if (target && isObj(fields.returningClause)) reads.add(target);
-    const ops = [op(kind, target ? [target] : [], f.functions, qualifiers)];
+    const ops = [op(kind, target ? [target] : [], f, qualifiers)];
     if (reads.size > 0) ops.push(op('select', reads));
     if (kind === 'insert' && isObj(fields.onConflictClause) && fields.onConflictClause.action === 'ONCONFLICT_UPDATE' && target) {
       ops.push(op('update', [target]));
@@ -205,10 +253,9 @@ export class StatementClassifier {
     if (isObj(fields.relation)) tables.add(this.table(fields.relation));
     // COPY (SELECT …) TO reads what its query reads.
     for (const t of f.tables) tables.add(t);
-    const functions = new Set(f.functions);
-    if (fields.is_program === true) functions.add(COPY_PROGRAM);
-    else if (typeof fields.filename === 'string') functions.add(COPY_FILE);
-    return [op(kind, tables, functions), ...f.nested];
+    if (fields.is_program === true) addCall(f, COPY_PROGRAM, 'copy-server');
+    else if (typeof fields.filename === 'string') addCall(f, COPY_FILE, 'copy-server');
+    return [op(kind, tables, f), ...f.nested];
   }
 
   private explain(fields: AstNode, scope: Scope | undefined): Operation[] {
@@ -217,18 +264,18 @@ export class StatementClassifier {
     if (explainAnalyzes(fields)) return inner;
     // Plain EXPLAIN plans but does not run: it reveals only what it plans over.
     const tables = new Set<string>();
-    const functions = new Set<string>();
+    const calls = newCalls();
     for (const o of inner) {
       for (const t of o.tables) tables.add(t);
-      for (const fn of o.functions) functions.add(fn);
+      mergeCalls(calls, { functions: new Set(o.functions), unlisted: new Set(o.unlisted), exactOnly: new Set(o.exactOnly) });
     }
-    return [op('select', tables, functions)];
+    return [op('select', tables, calls)];
   }
 
   /** CREATE TABLE AS / CREATE MATERIALIZED VIEW / CREATE VIEW: creates one relation from a query. */
   private createAs(fields: AstNode, rel: unknown, scope: Scope | undefined): Operation[] {
     const f = this.walkAll(fields, scope, new Set(['into', 'view']));
-    const ops = [op('create', isObj(rel) ? [this.table(rel)] : [], f.functions)];
+    const ops = [op('create', isObj(rel) ? [this.table(rel)] : [], f)];
     if (f.tables.size > 0) ops.push(op('select', f.tables));
     ops.push(...f.nested);
     return ops;
@@ -243,7 +290,7 @@ export class StatementClassifier {
     // non-UTF-8 client_encoding, another search_path), the classifier could no longer follow
     // the session: report it as the dangerous function it is equivalent to.
     if (type === 'VariableSetStmt' && fields.kind === 'VAR_SET_VALUE' && typeof fields.name === 'string') {
-      if (sessionParameterProblem(fields.name, setValue(fields.args))) f.functions.add('set_config');
+      if (sessionParameterProblem(fields.name, setValue(fields.args))) addCall(f, 'set_config', 'settings', 'pg_catalog.set_config');
     }
     if (type === 'DropStmt' && Array.isArray(fields.objects)) {
       const removeType = String(fields.removeType);
@@ -259,7 +306,7 @@ export class StatementClassifier {
     if (type === 'GrantStmt' && fields.targtype === 'ACL_TARGET_ALL_IN_SCHEMA') {
       for (const s of strings(fields.objects)) tables.add(`${s}.*`);
     }
-    return [op(kind, tables, f.functions), ...f.nested];
+    return [op(kind, tables, f), ...f.nested];
   }
 
   private table(rv: AstNode): string {
@@ -294,7 +341,9 @@ export class StatementClassifier {
       inner = { names: all, parent: scope };
     }
     for (const key of Object.keys(fields)) {
-      if (key === 'withClause' || skip?.has(key)) continue;
+      // FOR UPDATE OF x names x as the FROM clause does (often by alias); PostgreSQL refuses
+      // a name that is not in FROM, so the tables were found there already.
+      if (key === 'withClause' || key === 'lockingClause' || skip?.has(key)) continue;
       this.walkNode(fields[key], found, inner);
     }
   }
@@ -311,6 +360,27 @@ export class StatementClassifier {
       found.nested.push(...this.classify(v, scope));
       return;
     }
+    if (u && u[0] === 'SelectStmt' && hasLockingClause(u[1])) {
+      // A locking subquery: its rows are locked, whatever the outer statement does.
+      const inner = new Findings();
+      this.walkObject(u[1], inner, scope);
+      for (const t of inner.tables) found.tables.add(t);
+      mergeCalls(found, inner);
+      found.nested.push(op('lock', inner.tables), ...inner.nested);
+      return;
+    }
+    if (u && (u[0] === 'A_Expr' || u[0] === 'SubLink')) {
+      // An operator runs its function: `a === b` with a user-defined === is a call of it.
+      // Checked here, where the node type is known, not on every object of the tree.
+      const fields = u[1];
+      const opName = u[0] === 'A_Expr' ? (typeof fields.kind === 'string' && OPERATOR_EXPR_KINDS.has(fields.kind) ? fields.name : undefined) : fields.operName;
+      if (opName !== undefined) {
+        const parts = strings(opName);
+        if (parts.length > 0 && !operatorIsReadOnly(parts)) addCall(found, operatorName(parts), 'unknown-operator', resolvedName(parts, false, this.names, true));
+      }
+      this.walkObject(fields, found, scope);
+      return;
+    }
     if (u && (u[0] === 'SelectStmt' || u[0] === 'RangeVar' || u[0] === 'FuncCall')) {
       this.walkObject(u[1], found, scope);
       return;
@@ -325,7 +395,14 @@ export class StatementClassifier {
       if (qualified || !inScope(scope, rel)) found.tables.add(this.table(o));
       return;
     }
-    if (isFuncCall(o)) found.functions.add(functionName(strings(o.funcname)));
+    if (isFuncCall(o)) {
+      const parts = strings(o.funcname);
+      const name = functionName(parts);
+      const c = functionClass(parts);
+      addCall(found, name, c, needsRule(c) ? resolvedName(parts, isBuiltinFunctionName(parts[parts.length - 1]), this.names) : name);
+      // pg_notify(channel, payload) is NOTIFY: the same operation, whichever way it is written.
+      if (c === 'notify') found.nested.push(op('notify', [], { functions: new Set([name]), unlisted: new Set(), exactOnly: new Set() }));
+    }
     this.walkFields(o, found, scope);
   }
 }

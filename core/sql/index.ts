@@ -30,6 +30,15 @@
 //   PROGRAM reports the pseudo-function `copy-program`, COPY to/from a server file
 //   `copy-file`. `isDangerousFunction(name)` tells which of them reach outside the tables
 //   (file system, dblink*, lo_import/lo_export, SQL run from a string, set_config, …).
+// - `unlisted`: the functions an allow rule must name, schema-qualified as the server
+//   resolves them (`pg_catalog.setval`, `public.purge`): every one but PostgreSQL 15's
+//   read-only built-ins (functions.ts, from the generated pg15-catalog.ts), and operators
+//   that are not pg_catalog's read-only ones (`public.operator(===)`). `exactOnly`: those
+//   only a rule naming them without `*` opens (SQL run from text, set_config, COPY on the
+//   server). `reportedFunctionClass(name)` says why, for explanations.
+// - `lock`: SELECT … FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE (anywhere in the statement)
+//   adds a lock operation over the tables of the locking SELECT; LOCK TABLE is `lock`.
+//   LISTEN/UNLISTEN → listen; NOTIFY → notify, and pg_notify(…) adds a notify operation.
 // - `DO` → do, `CALL` → call (its procedure in functions), `EXECUTE name` → other (the
 //   prepared text lives in the session). `PREPARE p AS stmt` and `DECLARE c CURSOR FOR stmt`
 //   are classified as stmt. `EXPLAIN ANALYZE stmt` runs stmt and is classified as stmt; plain
@@ -60,6 +69,8 @@ import { parseSql, TOO_DEEP } from './parser.js';
 export { loadSqlParser, sqlParserLoaded } from './parser.js';
 export { isDangerousFunction, COPY_PROGRAM, COPY_FILE } from './dangerous.js';
 export { maskSqlText, type SqlMaskOptions } from './mask-sql.js';
+export { reportedFunctionClass, FUNCTION_CLASS_REASONS, needsRule, needsExactRule, type FunctionClass } from './functions.js';
+export { CATALOG_MAJOR } from './pg15-catalog.js';
 export { sessionParameterProblem } from './session.js';
 export type { LruStats } from './cache.js';
 
@@ -179,6 +190,8 @@ function request(o: Operation, connection: string): PgRequest {
     qualifiers: Object.freeze(o.qualifiers) as PgRequest['qualifiers'],
     tables: Object.freeze(o.tables) as string[],
     functions: Object.freeze(o.functions) as string[],
+    unlisted: Object.freeze(o.unlisted) as string[],
+    exactOnly: Object.freeze(o.exactOnly) as string[],
   });
 }
 
@@ -202,6 +215,7 @@ function estimateBytes(r: SqlClassification): number {
     n += 160;
     for (const t of o.tables) n += 32 + t.length * 2;
     for (const f of o.functions) n += 32 + f.length * 2;
+    n += 16 * (o.unlisted?.length ?? 0) + 16 * (o.exactOnly?.length ?? 0);
   }
   return n;
 }

@@ -50,7 +50,30 @@ export function qualifiedFromParts(parts: string[], opts: NameOptions): string |
   return tableName({ schemaname: schema, relname: rel, relpersistence: 'p' }, opts);
 }
 
-/** Function names as written: `pg_read_file`, `pg_catalog.pg_read_file`, `public.dblink`. */
+/**
+ * Function names as written: `pg_read_file`, `pg_catalog.pg_read_file`, `public.dblink`;
+ * a part containing `.` or `"` is quoted as tables are, so `"a.b".f` cannot pass for `b.f`.
+ */
 export function functionName(parts: string[]): string {
-  return parts.join('.');
+  return parts.length === 1 && !NEEDS_QUOTE.test(parts[0]) ? parts[0] : parts.map(quoteIdent).join('.');
+}
+
+const NEEDS_QUOTE = /[."]/;
+
+/** Operators as the classifier reports them when a rule must name them: `operator(===)`, `myschema.operator(===)`. */
+export function operatorName(parts: string[]): string {
+  const name = `operator(${parts[parts.length - 1]})`;
+  return parts.length >= 2 ? `${quoteIdent(parts[parts.length - 2])}.${name}` : name;
+}
+
+/**
+ * The function (or operator) an unqualified name resolves to under the default search_path,
+ * schema-qualified, for the rules that must name it: pg_catalog when PostgreSQL has a
+ * built-in of that name, the default schema otherwise; a catalog prefix is dropped.
+ */
+export function resolvedName(parts: string[], builtin: boolean, opts: NameOptions, operator = false): string {
+  const last = parts[parts.length - 1];
+  const name = operator ? `operator(${last})` : quoteIdent(last);
+  const schema = parts.length >= 2 ? parts[parts.length - 2] : builtin ? 'pg_catalog' : opts.defaultSchema;
+  return `${quoteIdent(schema)}.${name}`;
 }

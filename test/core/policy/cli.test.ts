@@ -48,7 +48,7 @@ describe('agentgate policy (CLI)', () => {
       expect(r.stdout).to.equal('');
       expect(r.stderr.split('\n')).to.deep.equal([
         "examples/policies/invalid.yaml:6:12: spec.default: unknown value 'maybe' (expected one of: deny, allow)",
-        "examples/policies/invalid.yaml:9:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, other, delete-without-where, update-without-where)",
+        "examples/policies/invalid.yaml:9:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, lock, listen, notify, other, delete-without-where, update-without-where)",
         "examples/policies/invalid.yaml:9:49: spec.rules[0].postgres.tabels: unknown key (did you mean 'tables'?)",
         'examples/policies/invalid.yaml:11:13: spec.rules[1] (read): duplicate rule name (first used by spec.rules[0])',
         "examples/policies/invalid.yaml:12:34: spec.rules[1].kubernetes.verbs[1]: unknown value 'fetch' (expected one of: get, list, watch, create, update, patch, delete, deletecollection, impersonate, proxy, head, options, post, put, *)",
@@ -133,6 +133,35 @@ describe('agentgate policy (CLI)', () => {
         ['deny', 'no-destruction'],
       ]);
       expect(out.decision.rule).to.equal('no-destruction');
+    });
+
+    it('explains SQL with every function it calls and why each is open or not', () => {
+      const f = path.join(dir, 'functions.yaml');
+      writeFileSync(
+        f,
+        'apiVersion: agentgate.dev/v1\nkind: Policy\nmetadata: { name: fns }\nspec:\n  rules:\n    - { name: reads, postgres: { statements: [select], functions: [pg_catalog.nextval, "public.*"] }, action: allow }\n',
+      );
+      const r = agentgate('policy', 'explain', '-f', f, '--subject', SA, '--sql', "SELECT lower(pan), nextval('s'), crosstab('x') FROM cards", '--connection', 'payments');
+      expect(r.code).to.equal(0);
+      const start = r.stdout.indexOf('functions:');
+      expect(r.stdout.slice(start, r.stdout.indexOf('decision:'))).to.equal(
+        [
+          'functions:',
+          '  + lower               read-only: ok',
+          '                        a PostgreSQL 15 built-in without side effects that runs no SQL text: allowed without a rule',
+          '  + pg_catalog.nextval  side-effects: ok, named by reads',
+          '                        a PostgreSQL 15 built-in that may write, lock, signal or change state: an allow rule must name it',
+          '  ! public.crosstab     runs-sql: NOT OPEN: reads (by a pattern with *, which does not open it)',
+          '                        runs SQL given as text (or over whole tables) that the proxy never sees: only an allow rule naming it exactly, without *, opens it',
+          '  (one allow rule must name every function that needs naming; names from different rules do not add up)',
+          '',
+        ].join('\n'),
+      );
+      const json = JSON.parse(agentgate('policy', 'explain', '-f', f, '--subject', SA, '--sql', 'SELECT purge()', '--connection', 'payments', '-o', 'json').stdout);
+      expect(json.operations[0].functions).to.deep.equal([
+        { name: 'public.purge', class: 'unknown', reason: 'not a PostgreSQL 15 built-in (user-defined or extension): the proxy cannot see what it does, so an allow rule must name it', namedBy: ['reads'], covered: true },
+      ]);
+      expect(json.decision.rule).to.equal('reads');
     });
 
     it('explains SQL that does not parse as refused, with exit 1', function () {

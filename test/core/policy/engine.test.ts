@@ -297,12 +297,68 @@ describe('policy engine: decide', () => {
     });
   });
 
+  describe('functions an allow rule must name', () => {
+    const p = policy(`    - { name: reads, postgres: { statements: [select], tables: ["public.*"] }, action: allow }
+    - { name: sequences, postgres: { statements: [insert], functions: [nextval, pg_catalog.setval] }, action: allow }
+    - { name: billing, postgres: { statements: [select], functions: ["billing.*", "public.crosstab"] }, action: allow }
+    - { name: no-purge, postgres: { functions: [purge] }, action: deny }`);
+    // What core/sql reports: functions as written, unlisted/exactOnly resolved.
+    const call = (statement: PgRequest['statement'], functions: string[], unlisted: string[], exactOnly: string[] = []) =>
+      pg(statement, [], { functions, unlisted, exactOnly });
+
+    it('opens an operation that calls only read-only built-ins without naming them', () => {
+      expect(p.decide(agent, call('select', ['lower', 'now'], [])).rule).to.equal('reads');
+    });
+
+    it('does not open an operation calling a function the rule does not name', () => {
+      const d = p.decide(agent, call('select', ['setval'], ['pg_catalog.setval']));
+      expect(d.action).to.equal('deny');
+      expect(d.rule).to.equal('default');
+      expect(d.reason).to.include('an allow rule must name pg_catalog.setval in postgres.functions');
+    });
+
+    it('opens it when the rule names every such function, bare or schema-qualified', () => {
+      expect(p.decide(agent, call('insert', ['nextval', 'setval'], ['pg_catalog.nextval', 'pg_catalog.setval'])).rule).to.equal('sequences');
+      expect(p.decide(agent, call('insert', ['nextval', 'lo_unlink'], ['pg_catalog.nextval', 'pg_catalog.lo_unlink'])).action).to.equal('deny');
+    });
+
+    it('opens a user-defined function by a schema pattern', () => {
+      expect(p.decide(agent, call('select', ['billing.refund'], ['billing.refund'])).rule).to.equal('billing');
+      expect(p.decide(agent, call('select', ['refund'], ['public.refund'])).action).to.equal('deny');
+    });
+
+    it('opens SQL-running and settings functions only by a name without *', () => {
+      expect(p.decide(agent, call('select', ['crosstab'], ['public.crosstab'], ['public.crosstab'])).rule).to.equal('billing');
+      expect(p.decide(agent, call('select', ['billing.connectby'], ['billing.connectby'], ['billing.connectby'])).action).to.equal('deny');
+      const star = policy(`    - { name: all, postgres: { functions: ["*"] }, action: allow }`);
+      expect(star.decide(agent, call('select', ['purge'], ['public.purge'])).rule).to.equal('all');
+      expect(star.decide(agent, call('select', ['set_config'], ['pg_catalog.set_config'], ['pg_catalog.set_config'])).action).to.equal('deny');
+      expect(star.decide(agent, call('select', ['ts_rewrite'], ['pg_catalog.ts_rewrite'], ['pg_catalog.ts_rewrite'])).action).to.equal('deny');
+    });
+
+    it('requires the names of a rule with no postgres block too', () => {
+      const q = policy(`    - { name: dba, subjects: ["system:serviceaccount:payments:agent"], action: allow }`);
+      expect(q.decide(agent, call('select', ['lower'], [])).rule).to.equal('dba');
+      expect(q.decide(agent, call('select', ['purge'], ['public.purge'])).action).to.equal('deny');
+    });
+
+    it('counts every function when a request carries no classes (not built by core/sql)', () => {
+      expect(p.decide(agent, pg('select', [], { functions: ['lower'] })).action).to.equal('deny');
+      expect(p.decide(agent, pg('insert', [], { functions: ['nextval'] })).rule).to.equal('sequences');
+    });
+
+    it('matches deny rules on any function called, named or not', () => {
+      expect(p.decide(agent, call('select', ['purge'], ['public.purge'])).rule).to.equal('no-purge');
+    });
+  });
+
   describe('built-in rules', () => {
     const p = policy(`    - { name: everything, postgres: {}, action: allow }
     - { name: kube, kubernetes: { resources: ["*"] }, action: allow }`);
 
-    it('denies dangerous functions even where a rule allows the statement', () => {
-      const d = p.decide(agent, pg('select', [], { functions: ['pg_catalog.pg_read_file'] }));
+    it('denies dangerous functions even where a rule allows the statement and names them', () => {
+      const q = policy(`    - { name: everything, postgres: { functions: ["*", pg_catalog.pg_read_file] }, action: allow }`);
+      const d = q.decide(agent, pg('select', [], { functions: ['pg_catalog.pg_read_file'] }));
       expect(d.action).to.equal('deny');
       expect(d.rule).to.equal('builtin:dangerous-functions');
       expect(d.matched).to.deep.equal(['everything', 'builtin:dangerous-functions']);

@@ -56,7 +56,7 @@ describe('policy loading and validation', () => {
       action: allow
 `),
     ).to.deep.equal([
-      "p.yaml:7:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, other, delete-without-where, update-without-where)",
+      "p.yaml:7:40: spec.rules[0].postgres.statements[1]: unknown value 'upsert' (expected one of: select, insert, update, delete, merge, copy-to, copy-from, truncate, drop, create, alter, grant, revoke, set, show, transaction, call, do, lock, listen, notify, other, delete-without-where, update-without-where)",
       "p.yaml:7:49: spec.rules[0].postgres.tabels: unknown key (did you mean 'tables'?)",
       "p.yaml:10:34: spec.rules[1].kubernetes.verbs[1]: unknown value 'fetch' (expected one of: get, list, watch, create, update, patch, delete, deletecollection, impersonate, proxy, head, options, post, put, *)",
     ]);
@@ -107,6 +107,19 @@ describe('policy loading and validation', () => {
       "p.yaml:12:39: spec.rules[1] (u): kubernetes.nonResourceURLs[0]: 'metrics' must start with '/'",
       "p.yaml:15:28: spec.rules[2] (t): postgres.tables[0]: 'a.b.c' is not name or schema.name",
       "p.yaml:15:37: spec.rules[2] (t): postgres.tables[1]: 'x y': patterns must not contain whitespace",
+    ]);
+  });
+
+  it('reports function patterns written with argument types, and accepts operators as operator(NAME)', () => {
+    expect(
+      errors(`${HEAD}  rules:
+    - name: f
+      postgres: { functions: ["billing.refund(int)", "operator(===)", "ext.operator(@@@)", "a.b.c"] }
+      action: allow
+`),
+    ).to.deep.equal([
+      "p.yaml:7:31: spec.rules[0] (f): postgres.functions[0]: 'billing.refund(int)' has parentheses: name a function without its argument types (the name covers every overload), an operator as operator(NAME)",
+      "p.yaml:7:92: spec.rules[0] (f): postgres.functions[3]: 'a.b.c' is not name or schema.name",
     ]);
   });
 

@@ -38,7 +38,7 @@ const CASES: Array<[string, Op[]]> = [
   ['SELECT * FROM a UNION SELECT * FROM b', [{ statement: 'select', tables: ['public.a', 'public.b'] }]],
   ['TABLE cards', [{ statement: 'select', tables: ['public.cards'] }]],
   ['VALUES (1), (2)', [{ statement: 'select' }]],
-  ['SELECT * FROM cards FOR UPDATE', [{ statement: 'select', tables: ['public.cards'] }]],
+  ['SELECT * FROM cards FOR UPDATE', [{ statement: 'select', tables: ['public.cards'] }, { statement: 'lock', tables: ['public.cards'] }]],
   // CTE names are not tables; a non-recursive CTE's body sees the real table of the same name.
   ['WITH x AS (SELECT * FROM cards) SELECT * FROM x', [{ statement: 'select', tables: ['public.cards'] }]],
   ['WITH cards AS (SELECT * FROM cards) SELECT * FROM cards', [{ statement: 'select', tables: ['public.cards'] }]],
@@ -152,10 +152,10 @@ const CASES: Array<[string, Op[]]> = [
   ['EXPLAIN (ANALYZE 0) DELETE FROM cards', [{ statement: 'select', tables: ['public.cards'] }]],
   ['EXPLAIN DELETE FROM cards WHERE id IN (SELECT id FROM old)', [{ statement: 'select', tables: ['public.cards', 'public.old'] }]],
   // Everything else
-  ['LISTEN payments', [{ statement: 'other' }]],
-  ["NOTIFY payments, 'x'", [{ statement: 'other' }]],
+  ['LISTEN payments', [{ statement: 'listen' }]],
+  ["NOTIFY payments, 'x'", [{ statement: 'notify' }]],
   ['VACUUM cards', [{ statement: 'other', tables: ['public.cards'] }]],
-  ['LOCK TABLE cards IN ACCESS EXCLUSIVE MODE', [{ statement: 'other', tables: ['public.cards'] }]],
+  ['LOCK TABLE cards IN ACCESS EXCLUSIVE MODE', [{ statement: 'lock', tables: ['public.cards'] }]],
   ["LOAD 'plpgsql'", [{ statement: 'other' }]],
 ];
 

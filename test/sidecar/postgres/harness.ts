@@ -29,10 +29,12 @@ spec:
   rules:
     - name: agents-work-with-data
       postgres:
-        statements: [select, insert, update, delete, transaction, set, show, copy-to, copy-from, create, truncate, other]
+        statements: [select, insert, update, delete, transaction, set, show, copy-to, copy-from, create, truncate, lock, listen, notify, other]
+        # Beside the read-only built-ins: what the tests sleep on, and the test's own function that flips a setting.
+        functions: [pg_catalog.pg_sleep, public.flip_scs]
       action: allow
     - name: builtin:procedural-code
-      description: this policy lets LISTEN (other) through; DO and CALL still need approval
+      description: this policy lets unknown utility statements (other) through; DO and CALL still need approval
       postgres: { statements: [do, call] }
       action: approve
     - name: no-drops
