@@ -124,16 +124,15 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
   const log = opts.log ?? createLogger('sidecar');
   const policy = new FilePolicySource(config.policy.file, { logger: log }).start();
   const masking = policy.current().masking;
-  let auditBroken = false;
   const audit = await openAuditWriter({
     file: config.audit.file,
     signingKeyFile: config.audit.signingKeyFile,
     maskOptions: masking ? { keep: masking.pan, cardFields: masking.fields } : undefined,
-    onError: (err) => {
-      auditBroken = true;
-      log.error({ err: err.message }, 'audit sink failed: refusing statements from now on');
-    },
+    onError: (err) => log.error({ err: err.message }, 'audit sink failed: refusing statements and requests until it can write again'),
+    onRecover: (reason) => log.info({ recoveredFrom: reason }, 'audit sink writes again: statements and requests are accepted'),
   });
+  // One answer for both proxies: the writer's own health (backlog, write error, closed).
+  const auditHealthy = () => audit.health().ok;
   await loadSqlParser();
   const classifier = new SqlClassifier();
   const masker = policyMasker(policy);
@@ -185,7 +184,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
           audit,
           log: log.child({ proxy: 'postgres', connection: c.name }),
           auth: authenticator(c, oidc, agentTokenCheck(c, config, () => kubernetes, tokenWatchers)),
-          auditHealthy: () => !auditBroken,
+          auditHealthy,
           approvals,
         },
       );
@@ -195,7 +194,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     const notReady = () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
-      if (auditBroken) reasons.push('the audit trail cannot be written');
+      const ah = audit.health();
+      if (!ah.ok) reasons.push(`the audit trail cannot be written: ${ah.reason}`);
       if (!policy.ready) reasons.push(`no valid policy loaded from ${config.policy.file}`);
       for (const l of listeners) if (!l.listening) reasons.push(`postgres connection "${l.options.name}" is not listening`);
       if (kubernetes && !kubernetes.ready) reasons.push('kubernetes proxy is not ready');
