@@ -12,6 +12,8 @@ import { enableDefaultMetrics, startMetricsServer } from '../core/metrics.js';
 import { FilePolicySource } from '../core/policy/source.js';
 import { openAuditWriter } from '../core/audit/open.js';
 import type { AuditSink } from '../core/audit/types.js';
+import type { MaskOptions } from '../core/mask/index.js';
+import type { MaskingSpec } from '../core/policy/types.js';
 import { SqlClassifier, loadSqlParser } from '../core/sql/index.js';
 import { startKubernetesProxy } from './kubernetes/proxy.js';
 import type { KubernetesProxy } from './kubernetes/proxy.js';
@@ -123,11 +125,21 @@ function approvalClient(a: ApprovalServiceConfig): ApprovalClient {
 export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
   const log = opts.log ?? createLogger('sidecar');
   const policy = new FilePolicySource(config.policy.file, { logger: log }).start();
-  const masking = policy.current().masking;
+  // The trail masks with the policy in force: a reload that changes `spec.masking` applies from the next event.
+  let maskingSpec: MaskingSpec | undefined;
+  let auditMaskOptions: MaskOptions | undefined;
+  const maskOptions = () => {
+    const m = policy.current().masking;
+    if (m !== maskingSpec) {
+      maskingSpec = m;
+      auditMaskOptions = m ? { keep: m.pan, cardFields: m.fields } : undefined;
+    }
+    return auditMaskOptions;
+  };
   const audit = await openAuditWriter({
     file: config.audit.file,
     signingKeyFile: config.audit.signingKeyFile,
-    maskOptions: masking ? { keep: masking.pan, cardFields: masking.fields } : undefined,
+    maskOptions,
     onError: (err) => log.error({ err: err.message }, 'audit sink failed: refusing statements and requests until it can write again'),
     onRecover: (reason) => log.info({ recoveredFrom: reason }, 'audit sink writes again: statements and requests are accepted'),
   });

@@ -43,7 +43,7 @@ import { auditBytesWritten, auditCheckpoints, auditErrors, auditEventsWritten, a
 import { newestRotated, resumeFile, rotatedName } from './recover.js';
 import type { ChainHead } from './recover.js';
 import type { AuditEventInput, AuditHealth, AuditRecord, AuditSink } from './types.js';
-import type { AuditMasker } from './masker.js';
+import type { AuditMasker, MaskedStatement } from './masker.js';
 import { RecordJson } from './record-json.js';
 import { countPans } from '../mask/metrics.js';
 
@@ -109,7 +109,7 @@ export class AuditWriter implements AuditSink {
   private syncing?: Promise<void>;
   private dest!: AppendDestination;
   /** Serializers: `masked` masks with core/mask's masker in its walk, `plain` writes as given. */
-  private readonly masked: RecordJson;
+  private masked: RecordJson;
   private readonly plain = new RecordJson(undefined);
   private fileBytes = 0;
   private readonly regularFile: boolean;
@@ -205,6 +205,9 @@ export class AuditWriter implements AuditSink {
       record = this.write(masked as AuditEventInput, this.plain);
     } else {
       if (event === null || typeof event !== 'object' || Array.isArray(event)) throw new TypeError('audit: an event must be an object');
+      // Options that follow the policy: what the walk cached under the old ones goes.
+      if (mask.refresh?.()) this.masked = new RecordJson(mask);
+      if (event.protocol === 'postgres' && typeof event.statement === 'string' && mask.statement) event = withStatement(event, mask.statement(event.statement));
       record = this.write(event, this.masked, mask);
     }
     this.sinceCheckpoint++;
@@ -485,6 +488,16 @@ export class AuditWriter implements AuditSink {
       }
     }
   }
+}
+
+/** The event with its statement as the masker records it (a shallow copy only when that differs). */
+function withStatement(event: AuditEventInput, m: MaskedStatement): AuditEventInput {
+  if (m.truncated === undefined) return m.statement === event.statement ? event : { ...event, statement: m.statement };
+  return {
+    ...event,
+    statement: m.statement,
+    annotations: { ...event.annotations, 'agentgate.dev/statement-bytes': String(m.truncated.bytes), 'agentgate.dev/statement-sha256': m.truncated.sha256 },
+  };
 }
 
 /**
