@@ -149,10 +149,17 @@ export class RunEvaluator {
     let k = 0;
     const end = off + len;
     while (k < len) {
-      classify(src, off + k, end);
-      const kind = cKind;
-      const clen = cLen;
-      const v = cVal;
+      const c = src[off + k];
+      let kind: C;
+      let clen = 1;
+      let v = c - 0x30;
+      if (c < 0x80) kind = c >= 0x30 && c <= 0x39 ? C.Digit : C.Other;
+      else {
+        classify(src, off + k, end);
+        kind = cKind;
+        clen = cLen;
+        v = cVal;
+      }
       if (kind === C.Digit && !(marked && flags[k] !== 0)) {
         if (!inGroup) {
           const link = ng === 0 ? L_BREAK : this.link(src, off, gByteEnd[ng - 1], k);
@@ -224,9 +231,13 @@ export class RunEvaluator {
       }
       return L_BREAK;
     }
-    // One or two separator characters, exactly filling the gap.
-    let p = off + from;
-    const end = off + to;
+    if (n === 1) return ASCII_SEP[c] !== 0 ? L_SEP : c < 0x80 ? L_BREAK : this.unicodeLink(src, off + from, off + to);
+    if (n === 2 && c < 0x80) return ASCII_SEP[c] !== 0 && ASCII_SEP[src[off + from + 1]] !== 0 ? L_SEP : L_BREAK;
+    return this.unicodeLink(src, off + from, off + to);
+  }
+
+  /** One or two separator characters of any script exactly filling src[p, end). */
+  private unicodeLink(src: Uint8Array, p: number, end: number): number {
     for (let seps = 0; seps < 2 && p < end; seps++) {
       classify(src, p, end);
       if (cKind !== C.Sep) return L_BREAK;
@@ -307,3 +318,6 @@ export class RunEvaluator {
 }
 
 const EXP_DIGITS = new Uint8Array(MAX_PAN_DIGITS);
+/** ASCII separators (chars.ts): space, tab, hyphen, dot, slash, underscore. */
+const ASCII_SEP = new Uint8Array(256);
+for (const c of ' \t-./_') ASCII_SEP[c.charCodeAt(0)] = 1;

@@ -9,7 +9,8 @@
 // each, and each window sees more than that on both sides of the bytes it releases).
 
 import { C, classify, cKind, cLen, DIGIT_LEAD } from './chars.js';
-import { MIN_PAN_DIGITS } from './brands.js';
+import { isBranded, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import { MIN_WINDOW_DIGITS } from './pan-runs.js';
 import type { Output } from './output.js';
 import { RunEvaluator } from './pan-runs.js';
 
@@ -66,8 +67,52 @@ function nextDigitWords(src: Uint8Array, words: Uint32Array, i: number, end: num
   }
 }
 
+const groupDigits = new Uint8Array(MAX_PAN_DIGITS);
+
+/**
+ * A run that is one group src[s, e) of 12–19 ASCII digits, with the evaluator's
+ * candidates (the whole group; windows of 13+ digits). Returns 0 for no PAN, the PAN
+ * as (offset << 8 | length) when there is exactly one and what it leaves unmasked
+ * cannot form another, or -1 when the evaluator must decide.
+ */
+function singleGroup(src: Uint8Array, s: number, e: number, keepBin: boolean): number {
+  const n = e - s;
+  const d = groupDigits;
+  for (let k = 0; k < n; k++) d[k] = src[s + k] - 0x30;
+  let found = -1;
+  for (let L = n; L >= MIN_PAN_DIGITS; L--) {
+    if (L < n && L < MIN_WINDOW_DIGITS) break;
+    for (let a = 0; a + L <= n; a++) {
+      let sum = 0;
+      let dbl = false;
+      for (let q = a + L - 1; q >= a; q--) {
+        const v = d[q];
+        sum += dbl ? (v * 2 > 9 ? v * 2 - 9 : v * 2) : v;
+        dbl = !dbl;
+      }
+      if (sum % 10 !== 0) continue;
+      if (!isBranded(d[a] * 100000 + d[a + 1] * 10000 + d[a + 2] * 1000 + d[a + 3] * 100 + d[a + 4] * 10 + d[a + 5], L)) continue;
+      if (found >= 0) return -1;
+      found = (a << 8) | L;
+    }
+  }
+  if (found < 0) return 0;
+  // What stays unmasked (kept digits and the rest of the group) could form another candidate.
+  if (n - ((found & 0xff) - (keepBin ? 10 : 4)) >= MIN_PAN_DIGITS) return -1;
+  return found;
+}
+
 /** nextDigitWords reads byte positions out of words as a little-endian machine lays them out. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** ASCII bytes no run contains (not a digit, separator, comma or exponent character). */
+const HARD_STOP = new Uint8Array(256);
+for (let c = 0; c < 0x80; c++) HARD_STOP[c] = 1;
+for (const c of '0123456789 \t-./_,eE+') HARD_STOP[c.charCodeAt(0)] = 0;
+
+/** ASCII separators and the comma: one of them then a HARD_STOP byte ends a run. */
+const SINGLE_SEP = new Uint8Array(256);
+for (const c of ' \t-./_,') SINGLE_SEP[c.charCodeAt(0)] = 1;
 
 /** Below this many bytes the word view is not worth creating. */
 const WORDS_MIN = 256;
@@ -200,19 +245,25 @@ export class PanScanner {
    * quote): then it is decided at once, as scan + boundary would.
    */
   scan(src: Uint8Array, start: number, end: number, final = false): void {
-    const held = this.held;
-    if (held !== null) {
-      // The held run continues in this chunk: decide it over both (rare, and bounded by the window).
-      const joined = new Uint8Array(held.length + (end - start));
+    while (this.held !== null && start < end) {
+      // The held run continues in this chunk: decide it over the held bytes and the
+      // chunk's bytes up to the first one no run can contain (bounded by the window).
+      const held = this.held;
+      let stop = start;
+      const limit = Math.min(end, start + RUN_WINDOW + 16);
+      while (stop < limit && HARD_STOP[src[stop]] === 0) stop++;
+      const take = stop < limit ? stop + 1 : limit;
+      const joined = new Uint8Array(held.length + (take - start));
       joined.set(held);
-      joined.set(src.subarray(start, end), held.length);
+      joined.set(src.subarray(start, take), held.length);
       const released = this.released;
       this.held = null;
       this.released = 0;
-      this.run(joined, 0, joined.length, final, false, released);
-      return;
+      this.run(joined, 0, joined.length, final && take === end, false, released);
+      start = take;
     }
-    this.run(src, start, end, final, false, 0);
+    if (start < end) this.run(src, start, end, final, false, 0);
+    else if (final) this.boundary();
   }
 
   /**
@@ -254,6 +305,21 @@ export class PanScanner {
       // (A held run starts at its first digit, so the search finds it at once.)
       i = words === null ? nextDigit(src, i, end) : nextDigitWords(src, words, i, end);
       if (i === end) break;
+      // Most digit groups in text are short numbers standing alone: skip them (and the
+      // byte after them, or a separator and the byte after it) without the run machinery.
+      let q = i;
+      while (q < end && src[q] >= 0x30 && src[q] <= 0x39) q++;
+      if (q - i < MIN_PAN_DIGITS && q + 2 < end && q > i) {
+        const after = src[q];
+        if (HARD_STOP[after] !== 0) {
+          i = q + 1;
+          continue;
+        }
+        if (SINGLE_SEP[after] !== 0 && HARD_STOP[src[q + 1]] !== 0) {
+          i = q + 2;
+          continue;
+        }
+      }
       collectRun(src, i, end, final);
       if (runEnd === i) {
         // A cut lead byte that may be a digit.
@@ -289,6 +355,31 @@ export class PanScanner {
         return;
       }
       const len = runEnd - ws;
+      if (ws === i && passFrom <= ws && len === runDigits && len <= MAX_PAN_DIGITS && !runExp) {
+        // One group of ASCII digits that could hold at most one PAN (the common card
+        // number written plainly): decided here; anything less simple goes on below.
+        const pan = singleGroup(src, ws, runEnd, this.keepBin);
+        if (pan === 0) {
+          i = runEnd;
+          continue;
+        }
+        if (pan > 0) {
+          const a = ws + (pan >> 8);
+          const b = a + (pan & 0xff);
+          const fill = this.fill;
+          const from = this.keepBin ? a + 6 : a;
+          if (inPlace) {
+            for (let p = from; p < b - 4; p++) src[p] = fill;
+          } else {
+            out.pass(src, passFrom, from);
+            this.out.push(new Uint8Array(b - 4 - from).fill(fill));
+            passFrom = b - 4;
+          }
+          this.count++;
+          i = runEnd;
+          continue;
+        }
+      }
       if (len >= MIN_PAN_DIGITS || runExp) {
         const n = this.evaluator.evaluate(src, ws, len, false, this.keepBin, passFrom > ws ? passFrom - ws : 0, len);
         if (this.evaluator.marked) {
