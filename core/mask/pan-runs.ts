@@ -15,7 +15,7 @@
 // changes: the kept last four of `4111111111111111 4242 4242 4242` could otherwise
 // start a new PAN with the groups after it, and the output would not be PAN-free.
 
-import { isBranded, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
+import { candidateLengths, isBranded, MAX_PAN_DIGITS, MIN_PAN_DIGITS } from './brands.js';
 import { C, classify, cKind, cLen, cVal } from './chars.js';
 
 /** Shortest window taken from inside longer digits; whole groups may have MIN_PAN_DIGITS. */
@@ -39,13 +39,13 @@ export class RunEvaluator {
   private dVal: Uint8Array;
   private dPos: Int32Array;
   private dLen: Uint8Array;
-  /** Prefix Luhn sums: digit i doubled when i is even (a) or odd (b). */
+  /** Prefix Luhn sums mod 10: digit i doubled when i is even (a) or odd (b). */
   private pA: Int32Array;
   private pB: Int32Array;
   /** 1 when the digit starts (bit 0) or ends (bit 1) a group. */
   private dEdge: Uint8Array;
-  /** First digit of the segment the digit belongs to. */
-  private dSeg: Int32Array;
+  /** End of the segment the digit belongs to. */
+  private dSegEnd: Int32Array;
   // Per group.
   private gFirst: Int32Array;
   private gEnd: Int32Array;
@@ -63,7 +63,7 @@ export class RunEvaluator {
     this.pA = new Int32Array(capacity + 1);
     this.pB = new Int32Array(capacity + 1);
     this.dEdge = new Uint8Array(capacity);
-    this.dSeg = new Int32Array(capacity);
+    this.dSegEnd = new Int32Array(capacity);
     this.gFirst = new Int32Array(capacity);
     this.gEnd = new Int32Array(capacity);
     this.gByteEnd = new Int32Array(capacity);
@@ -82,7 +82,7 @@ export class RunEvaluator {
     this.pA = new Int32Array(cap + 1);
     this.pB = new Int32Array(cap + 1);
     this.dEdge = new Uint8Array(cap);
-    this.dSeg = new Int32Array(cap);
+    this.dSegEnd = new Int32Array(cap);
     this.gFirst = new Int32Array(cap);
     this.gEnd = new Int32Array(cap);
     this.gByteEnd = new Int32Array(cap);
@@ -105,18 +105,21 @@ export class RunEvaluator {
       if (nd < MIN_PAN_DIGITS && (pass > 0 || !this.hasExp)) return count;
       this.newlyMasked = 0;
       let changed = false;
-      const { dVal, dPos, pA, pB, dEdge, dSeg } = this;
+      const { dVal, dPos, pA, pB, dEdge } = this;
       const lastOpen = openEnd && nd > 0 && dPos[nd - 1] + this.dLen[nd - 1] === len;
-      for (let b = MIN_PAN_DIGITS; b <= nd; b++) {
-        const seg = dSeg[b - 1];
-        const lastParity = (b - 1) & 1;
-        const sums = lastParity === 0 ? pB : pA;
-        const sb = sums[b];
+      const segEnd = this.dSegEnd;
+      // By start digit: its first four digits say which lengths any brand allows (most: none).
+      for (let a = 0; a + MIN_PAN_DIGITS <= nd; a++) {
+        const lengths = candidateLengths(dVal[a] * 1000 + dVal[a + 1] * 100 + dVal[a + 2] * 10 + dVal[a + 3]);
+        if (lengths === 0) continue;
+        const limit = segEnd[a];
         for (let L = MIN_PAN_DIGITS; L <= MAX_PAN_DIGITS; L++) {
-          const a = b - L;
-          if (a < seg) break;
+          const b = a + L;
+          if (b > limit) break;
+          if (((lengths >> (L - MIN_PAN_DIGITS)) & 1) === 0) continue;
           if (L < MIN_WINDOW_DIGITS && ((dEdge[a] & 1) === 0 || (dEdge[b - 1] & 2) === 0 || (lastOpen && b === nd))) continue;
-          if ((sb - sums[a]) % 10 !== 0) continue;
+          const sums = ((b - 1) & 1) === 0 ? pB : pA;
+          if (sums[b] !== sums[a]) continue;
           const prefix6 = dVal[a] * 100000 + dVal[a + 1] * 10000 + dVal[a + 2] * 1000 + dVal[a + 3] * 100 + dVal[a + 4] * 10 + dVal[a + 5];
           if (!isBranded(prefix6, L)) continue;
           if (this.markDigits(a, b - 4, keepBin ? a + 6 : a, len)) changed = true;
@@ -131,7 +134,8 @@ export class RunEvaluator {
           changed = true;
         }
       }
-      if (!changed) return count;
+      // Another pass only when enough unmasked digits remain to form a candidate.
+      if (!changed || nd - this.newlyMasked < MIN_PAN_DIGITS) return count;
     }
   }
 
@@ -177,13 +181,13 @@ export class RunEvaluator {
         dPos[nd] = k;
         dLen[nd] = clen;
         const w = v * 2 > 9 ? v * 2 - 9 : v * 2;
-        if ((nd & 1) === 0) {
-          pA[nd + 1] = pA[nd] + w;
-          pB[nd + 1] = pB[nd] + v;
-        } else {
-          pA[nd + 1] = pA[nd] + v;
-          pB[nd + 1] = pB[nd] + w;
-        }
+        // Kept mod 10: a window is Luhn-valid when its two ends' sums are equal.
+        let x = pA[nd] + ((nd & 1) === 0 ? w : v);
+        let y = pB[nd] + ((nd & 1) === 0 ? v : w);
+        if (x >= 10) x -= 10;
+        if (y >= 10) y -= 10;
+        pA[nd + 1] = x;
+        pB[nd + 1] = y;
         nd++;
         k += clen;
         gEnd[ng - 1] = nd;
@@ -196,13 +200,16 @@ export class RunEvaluator {
     }
     if (inGroup) dEdge[nd - 1] |= 2;
     // Segments: groups joined by separators; a comma joins only a group of exactly three digits.
-    const dSeg = this.dSeg;
-    let segStart = 0;
+    // dSegEnd[d]: the end (exclusive digit index) of the segment digit d is in.
+    const dSegEnd = this.dSegEnd;
+    let segFrom = 0;
     for (let g = 0; g < ng; g++) {
-      const l = gLink[g];
-      const joined = l === L_SEP || l === L_DOT || (l === L_COMMA && gEnd[g] - gFirst[g] === 3);
-      if (!joined) segStart = gFirst[g];
-      for (let d = gFirst[g]; d < gEnd[g]; d++) dSeg[d] = segStart;
+      const l = g + 1 < ng ? gLink[g + 1] : L_BREAK;
+      const joined = l === L_SEP || l === L_DOT || (l === L_COMMA && gEnd[g + 1] - gFirst[g + 1] === 3);
+      if (!joined) {
+        for (let d = segFrom; d < gEnd[g]; d++) dSegEnd[d] = gEnd[g];
+        segFrom = gEnd[g];
+      }
     }
     this.ng = ng;
     this.hasExp = hasExp;
