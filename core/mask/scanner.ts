@@ -152,6 +152,8 @@ function collectRun(src: Uint8Array, i: number, end: number, final: boolean): vo
       lastDigitEnd = p;
       continue;
     }
+    // The usual end of a run: a byte no run contains.
+    if (HARD_STOP[c] !== 0) break;
     classify(src, p, end);
     if (cKind === C.Digit) {
       p += cLen;
@@ -193,6 +195,7 @@ function collectRun(src: Uint8Array, i: number, end: number, final: boolean): vo
       p = q;
       continue;
     }
+    if (d < 0x80) break;
     classify(src, q, end);
     if ((cKind as C) === C.Digit) {
       exp ||= isExp;
