@@ -102,15 +102,13 @@ function scan(s: string, panCheck: boolean): number {
     else if (c >= 0x80) {
       flags |= c >= 0xd800 && c <= 0xdfff ? NOT_ASCII | NEEDS_ESCAPE : NOT_ASCII;
       // Unicode digits and spaces can be part of a PAN (core/mask/chars.ts): left to the masker.
-      if (run > 0 || unicodeDigit(c) >= 0 || (c >= 0xd800 && c <= 0xdbff)) {
-        if (unicodeDigit(c) >= 0 || (c >= 0xd800 && c <= 0xdbff)) {
-          if (++run >= MIN_PAN_DIGITS && panCheck) flags |= MAY_HOLD_PAN;
-        } else if (!isRunCodePoint(c)) run = 0;
-      }
+      if (c >= 0x660 && (unicodeDigit(c) >= 0 || (c >= 0xd800 && c <= 0xdbff))) {
+        if (++run >= MIN_PAN_DIGITS && panCheck) flags |= MAY_HOLD_PAN;
+      } else if (run > 0 && !isRunCodePoint(c)) run = 0;
       continue;
     }
     // What may link digit groups (separators, comma, exponent) keeps the count.
-    if (!isRunCodePoint(c)) run = 0;
+    if (run > 0 && !isRunCodePoint(c)) run = 0;
   }
   return flags;
 }

@@ -55,10 +55,17 @@ export function maskSqlText(sql: string, opts: SqlMaskOptions = {}): string {
   }
 }
 
+// One pattern per field set (`cvv` → c[_-]*v[_-]*v, case-insensitive): the same test as
+// normalising the text and searching each name, without copying every statement.
+const mentionPatterns = new WeakMap<ReadonlySet<string>, RegExp>();
 function mentionsAny(sql: string, fields: ReadonlySet<string>): boolean {
-  const norm = normalizeFieldName(sql);
-  for (const f of fields) if (norm.includes(f)) return true;
-  return false;
+  let re = mentionPatterns.get(fields);
+  if (re === undefined) {
+    const alts = [...fields].map((f) => [...f].map((ch) => ch.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[_-]*'));
+    re = new RegExp(alts.length > 0 ? alts.join('|') : '(?!)', 'i');
+    mentionPatterns.set(fields, re);
+  }
+  return re.test(sql);
 }
 
 function isObj(v: unknown): v is AstNode {
