@@ -95,6 +95,7 @@ async function childUndici(upstream: Ready): Promise<void> {
 const NULL_RECORD = { seq: 0, prevHash: '', hash: '' } as never;
 const nullAudit = {
   append: () => NULL_RECORD,
+  health: () => ({ ok: true }) as const,
   flush: async () => undefined,
   close: async () => undefined,
 };

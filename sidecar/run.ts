@@ -12,6 +12,8 @@ import { enableDefaultMetrics, startMetricsServer } from '../core/metrics.js';
 import { FilePolicySource } from '../core/policy/source.js';
 import { openAuditWriter } from '../core/audit/open.js';
 import type { AuditSink } from '../core/audit/types.js';
+import type { MaskOptions } from '../core/mask/index.js';
+import type { MaskingSpec } from '../core/policy/types.js';
 import { SqlClassifier, loadSqlParser } from '../core/sql/index.js';
 import { startKubernetesProxy } from './kubernetes/proxy.js';
 import type { KubernetesProxy } from './kubernetes/proxy.js';
@@ -126,17 +128,26 @@ function approvalClient(a: ApprovalServiceConfig): ApprovalClient {
 export async function startSidecar(config: SidecarConfig, opts: StartOptions = {}): Promise<RunningSidecar> {
   const log = opts.log ?? createLogger('sidecar');
   const policy = new FilePolicySource(config.policy.file, { logger: log }).start();
-  const masking = policy.current().masking;
-  let auditBroken = false;
+  // The trail masks with the policy in force: a reload that changes `spec.masking` applies from the next event.
+  let maskingSpec: MaskingSpec | undefined;
+  let auditMaskOptions: MaskOptions | undefined;
+  const maskOptions = () => {
+    const m = policy.current().masking;
+    if (m !== maskingSpec) {
+      maskingSpec = m;
+      auditMaskOptions = m ? { keep: m.pan, cardFields: m.fields } : undefined;
+    }
+    return auditMaskOptions;
+  };
   const audit = await openAuditWriter({
     file: config.audit.file,
     signingKeyFile: config.audit.signingKeyFile,
-    maskOptions: masking ? { keep: masking.pan, cardFields: masking.fields } : undefined,
-    onError: (err) => {
-      auditBroken = true;
-      log.error({ err: err.message }, 'audit sink failed: refusing statements from now on');
-    },
+    maskOptions,
+    onError: (err) => log.error({ err: err.message }, 'audit sink failed: refusing statements and requests until it can write again'),
+    onRecover: (reason) => log.info({ recoveredFrom: reason }, 'audit sink writes again: statements and requests are accepted'),
   });
+  // One answer for both proxies: the writer's own health (backlog, write error, closed).
+  const auditHealthy = () => audit.health().ok;
   await loadSqlParser();
   const classifier = new SqlClassifier();
   const masker = policyMasker(policy);
@@ -200,7 +211,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
           audit,
           log: log.child({ proxy: 'postgres', connection: c.name }),
           auth: authenticator(c, oidc, agentTokenCheck(c, config, () => kubernetes, tokenWatchers)),
-          auditHealthy: () => !auditBroken,
+          auditHealthy,
           approvals,
         },
       );
@@ -210,7 +221,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartOptions = {
     const notReady = () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
-      if (auditBroken) reasons.push('the audit trail cannot be written');
+      const ah = audit.health();
+      if (!ah.ok) reasons.push(`the audit trail cannot be written: ${ah.reason}`);
       if (!policy.ready) reasons.push(`no valid policy loaded from ${config.policy.file}`);
       for (const l of listeners) if (!l.listening) reasons.push(`postgres connection "${l.options.name}" is not listening`);
       if (kubernetes && !kubernetes.ready) reasons.push('kubernetes proxy is not ready');

@@ -4,8 +4,8 @@
 // Masking happens in the same walk, string by string, so the event is never
 // copied:
 // - a string (value or key) is handed to the PAN masker only when it holds a run
-//   of 12 or more ASCII digits joined by single spaces or hyphens — the shortest
-//   run core/mask can call a PAN — so the common clean string costs one scan;
+//   of 12 or more digits joined by what core/mask links digit groups with — the
+//   shortest run it can call a PAN — so the common clean string costs one scan;
 // - a number is masked through its decimal form, and a masked number becomes a
 //   string, as maskValue does;
 // - the value of a card-data key (cvv, pin, track2, …) is starred by maskValue
@@ -17,6 +17,7 @@
 // the same event (test/core/audit/record-json.test.ts).
 
 import type { AuditMasker } from './masker.js';
+import { isRunCodePoint, unicodeDigit } from '../mask/chars.js';
 
 /** Deeper than any audit event; the general path handles (or refuses) the rest. */
 const MAX_DEPTH = 64;
@@ -91,20 +92,23 @@ const NOT_ASCII = 4;
 function scan(s: string, panCheck: boolean): number {
   let flags = 0;
   let run = 0;
-  let afterSep = false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c >= 48 && c <= 57) {
-      afterSep = false;
       if (++run >= MIN_PAN_DIGITS && panCheck) flags |= MAY_HOLD_PAN;
-    } else if ((c === 32 || c === 45) && run > 0 && !afterSep) {
-      afterSep = true;
-    } else {
-      run = 0;
-      afterSep = false;
-      if (c < 32 || c === 34 || c === 92) flags |= NEEDS_ESCAPE;
-      else if (c >= 0x80) flags |= c >= 0xd800 && c <= 0xdfff ? NOT_ASCII | NEEDS_ESCAPE : NOT_ASCII;
+      continue;
     }
+    if (c < 32 || c === 34 || c === 92) flags |= NEEDS_ESCAPE;
+    else if (c >= 0x80) {
+      flags |= c >= 0xd800 && c <= 0xdfff ? NOT_ASCII | NEEDS_ESCAPE : NOT_ASCII;
+      // Unicode digits and spaces can be part of a PAN (core/mask/chars.ts): left to the masker.
+      if (c >= 0x660 && (unicodeDigit(c) >= 0 || (c >= 0xd800 && c <= 0xdbff))) {
+        if (++run >= MIN_PAN_DIGITS && panCheck) flags |= MAY_HOLD_PAN;
+      } else if (run > 0 && !isRunCodePoint(c)) run = 0;
+      continue;
+    }
+    // What may link digit groups (separators, comma, exponent) keeps the count.
+    if (run > 0 && !isRunCodePoint(c)) run = 0;
   }
   return flags;
 }

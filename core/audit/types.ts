@@ -78,14 +78,25 @@ export interface AuditRecord extends AuditEventInput {
   hash: string;
 }
 
-/** What every producer writes to. Append is synchronous and cheap (hot path); durability is batched. */
+/** Whether a sink accepts appends now; when not, why (shown to clients that are refused). */
+export type AuditHealth = { ok: true } | { ok: false; reason: string };
+
+/**
+ * What every producer writes to. Append is synchronous and cheap (hot path); durability is batched.
+ * Both proxies ask health() before they forward anything and refuse while it is not ok:
+ * nothing runs that the trail could not record.
+ */
 export interface AuditSink {
   /**
    * Masks, chains and queues the event; returns the record as written (the
    * writer parses it from the line only when a field other than seq, prevHash
-   * or hash is read). The event itself is left as it was.
+   * or hash is read). The event itself is left as it was. Throws
+   * AuditUnavailableError when the sink refuses (backlog, disk full, write
+   * error, closed); health() then says why until the sink can write again.
    */
   append(event: AuditEventInput): AuditRecord;
+  /** Not ok while append would refuse; turns ok again by itself once the sink can write. */
+  health(): AuditHealth;
   /** Resolves when everything appended so far is on disk (fsync). */
   flush(): Promise<void>;
   close(): Promise<void>;

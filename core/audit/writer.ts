@@ -17,15 +17,20 @@
 // - Durability is batched: an fsync every `fsyncIntervalMs` or every `fsyncEvery`
 //   records, whichever comes first; flush() resolves once everything appended
 //   before it is fsynced.
-// - Fail closed: after a write or fsync error the sink is broken and append()
-//   throws AuditUnavailableError, so a proxy denies what it cannot record.
+// - Fail closed: after a write or fsync error the sink is broken, append() throws
+//   AuditUnavailableError and health() says why, so a proxy denies what it cannot
+//   record. A file sink recovers by itself: every `recoverIntervalMs` it picks the
+//   chain up again from the file's last complete line (as on a restart) and writes
+//   and fsyncs an `audit-trail-recovered` record that counts the records appended
+//   but lost with the failed write; only once that record is on disk does it accept
+//   appends again. (stdout cannot be re-read, so a stdout sink stays broken.)
 // - With a signing key, checkpoints (checkpoint.ts) are taken every
 //   `checkpointEvery` records, every `checkpointIntervalMs`, and on close.
 // - With `rotateBytes`, a file that reached that size is renamed to
 //   `<file>.<12-digit last seq>` and a new file continues the chain; its first
 //   record is a `system` event `audit-file-continued` naming the previous file.
 
-import { closeSync, fstatSync, openSync, renameSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
@@ -37,8 +42,8 @@ import type { SigningKey } from './keys.js';
 import { auditBytesWritten, auditCheckpoints, auditErrors, auditEventsWritten, auditFsyncSeconds } from './metrics.js';
 import { newestRotated, resumeFile, rotatedName } from './recover.js';
 import type { ChainHead } from './recover.js';
-import type { AuditEventInput, AuditRecord, AuditSink } from './types.js';
-import type { AuditMasker } from './masker.js';
+import type { AuditEventInput, AuditHealth, AuditRecord, AuditSink } from './types.js';
+import type { AuditMasker, MaskedStatement } from './masker.js';
 import { RecordJson } from './record-json.js';
 import { countPans } from '../mask/metrics.js';
 
@@ -74,17 +79,25 @@ export interface AuditWriterOptions {
   now?: () => Date;
   /** Called once when the sink breaks (write or fsync error). */
   onError?: (err: Error) => void;
+  /** How often a broken file sink tries to recover (default 1000 ms). */
+  recoverIntervalMs?: number;
+  /** Called when a broken sink wrote again; the argument is the failure it recovered from. */
+  onRecover?: (reason: string) => void;
 }
 
+/** append() refused: the record could not be taken (backlog, write error, closed). The caller must not act. */
 export class AuditUnavailableError extends Error {
   override name = 'AuditUnavailableError';
 }
+
+/** The writer's record after a recovery: it counts what was appended but never reached the file. */
+export const RECOVERED_EVENT = 'audit-trail-recovered';
 
 
 /** `,"hash":"<64 hex>"}\n` */
 const HASH_TAIL_BYTES = 76;
 
-const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100, maxBacklogBytes: 64 * 1024 * 1024 };
+const DEFAULTS = { checkpointEvery: 10_000, checkpointIntervalMs: 60_000, fsyncEvery: 1000, fsyncIntervalMs: 100, maxBacklogBytes: 64 * 1024 * 1024, recoverIntervalMs: 1000 };
 
 // An fsync on a pipe or terminal (stdout) fails with one of these; there is nothing to sync.
 const UNSYNCABLE = new Set(['EINVAL', 'ENOTSUP', 'EROFS']);
@@ -96,11 +109,12 @@ export class AuditWriter implements AuditSink {
   private syncing?: Promise<void>;
   private dest!: AppendDestination;
   /** Serializers: `masked` masks with core/mask's masker in its walk, `plain` writes as given. */
-  private readonly masked: RecordJson;
+  private masked: RecordJson;
   private readonly plain = new RecordJson(undefined);
   private fileBytes = 0;
   private readonly regularFile: boolean;
   private failure?: Error;
+  private recoverTimer?: NodeJS.Timeout;
   private closed = false;
   private sinceCheckpoint = 0;
   private checkpointing?: Promise<void>;
@@ -108,7 +122,7 @@ export class AuditWriter implements AuditSink {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly retiring: Promise<void>[] = [];
   private readonly retired = new Set<AppendDestination>();
-  private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs' | 'maxBacklogBytes'>> & AuditWriterOptions;
+  private readonly opts: Required<Pick<AuditWriterOptions, 'checkpointEvery' | 'checkpointIntervalMs' | 'fsyncEvery' | 'fsyncIntervalMs' | 'maxBacklogBytes' | 'recoverIntervalMs'>> & AuditWriterOptions;
   private readonly now: () => Date;
 
   private constructor(opts: AuditWriterOptions, head: ChainHead | undefined) {
@@ -174,6 +188,11 @@ export class AuditWriter implements AuditSink {
     return { seq: this.seq, hash: this.lastHash };
   }
 
+  health(): AuditHealth {
+    const reason = this.refusal();
+    return reason === undefined ? { ok: true } : { ok: false, reason };
+  }
+
   append(event: AuditEventInput): AuditRecord {
     this.usable();
     const mask = this.opts.mask;
@@ -186,6 +205,9 @@ export class AuditWriter implements AuditSink {
       record = this.write(masked as AuditEventInput, this.plain);
     } else {
       if (event === null || typeof event !== 'object' || Array.isArray(event)) throw new TypeError('audit: an event must be an object');
+      // Options that follow the policy: what the walk cached under the old ones goes.
+      if (mask.refresh?.()) this.masked = new RecordJson(mask);
+      if (event.protocol === 'postgres' && typeof event.statement === 'string' && mask.statement) event = withStatement(event, mask.statement(event.statement));
       record = this.write(event, this.masked, mask);
     }
     this.sinceCheckpoint++;
@@ -223,6 +245,7 @@ export class AuditWriter implements AuditSink {
   async close(): Promise<void> {
     if (this.closed) return;
     for (const t of this.timers) clearInterval(t);
+    clearInterval(this.recoverTimer);
     try {
       await this.checkpoint();
       await this.flush();
@@ -233,17 +256,23 @@ export class AuditWriter implements AuditSink {
     }
   }
 
-  private usable(own = false): void {
-    if (this.failure) throw new AuditUnavailableError(`audit trail unavailable: ${this.failure.message}`);
-    if (this.closed) throw new AuditUnavailableError('audit trail closed');
+  /** Why append() would refuse now, or undefined. */
+  private refusal(own = false): string | undefined {
+    if (this.closed) return 'audit trail closed';
+    if (this.failure) return `audit trail unavailable: ${this.failure.message}`;
     // The writer's own records (rotation marker, checkpoint, torn line) are few and keep the chain verifiable.
     const backlog = this.backlog();
     if (!own && backlog > this.opts.maxBacklogBytes) {
-      auditErrors.inc({ op: 'backlog' });
-      throw new AuditUnavailableError(
-        `audit trail unavailable: ${backlog} bytes wait to be written (limit ${this.opts.maxBacklogBytes}); the disk is not keeping up`,
-      );
+      return `audit trail unavailable: ${backlog} bytes wait to be written (limit ${this.opts.maxBacklogBytes}); the disk is not keeping up`;
     }
+    return undefined;
+  }
+
+  private usable(own = false): void {
+    const reason = this.refusal(own);
+    if (reason === undefined) return;
+    if (!this.closed && !this.failure) auditErrors.inc({ op: 'backlog' });
+    throw new AuditUnavailableError(reason);
   }
 
   /** Records the writer's own events: not masked field by field (they carry hashes and JWS that a PAN scan could alter). */
@@ -290,12 +319,12 @@ export class AuditWriter implements AuditSink {
     return lazyRecord(line, seq, prevHash, hash);
   }
 
-  private openDestination(): void {
-    let fd = 1;
-    if (this.regularFile) {
-      fd = openSync(this.opts.file, 'a', 0o600);
-      this.fileBytes = fstatSync(fd).size;
+  private openDestination(fd?: number): void {
+    if (fd === undefined) {
+      fd = 1;
+      if (this.regularFile) fd = openSync(this.opts.file, 'a', 0o600);
     }
+    if (this.regularFile) this.fileBytes = fstatSync(fd).size;
     const dest = new AppendDestination(fd);
     dest.on('error', (err: Error) => this.fail(err, 'write'));
     dest.onQueued = (n) => {
@@ -385,10 +414,90 @@ export class AuditWriter implements AuditSink {
     if (this.failure) return;
     this.failure = err;
     // Drop what cannot be written: retrying a full or broken disk forever would
-    // only grow memory; every later append() is refused instead.
+    // only grow memory; every later append() is refused until recover() succeeds.
     this.dest.destroy();
     this.opts.onError?.(err);
+    if (this.regularFile && !this.closed) {
+      this.recoverTimer = setInterval(() => this.recover(), this.opts.recoverIntervalMs);
+      this.recoverTimer.unref();
+    }
   }
+
+  /**
+   * One recovery attempt of a broken file sink: resume the chain from the file's
+   * last complete line, then write and fsync the recovery record synchronously
+   * (it is one small line, once per interval), and only then accept appends.
+   * Any error leaves the sink broken for the next attempt.
+   */
+  private recover(): void {
+    const failure = this.failure;
+    if (!failure || this.closed) return;
+    let fd: number | undefined;
+    let sizeBefore = -1;
+    try {
+      const { head, torn } = resumeFile(this.opts.file, this.now());
+      fd = openSync(this.opts.file, 'a', 0o600);
+      sizeBefore = fstatSync(fd).size;
+      let seq = head?.seq ?? 0;
+      let prevHash = head?.hash ?? GENESIS_HASH;
+      // A live file emptied by a rotation just before the failure: its first record must name the rotated file.
+      const rotated = head === undefined && sizeBefore === 0 ? newestRotated(this.opts.file) : undefined;
+      if (rotated !== undefined) ({ seq, hash: prevHash } = resumeFile(rotated).head ?? { seq, hash: prevHash });
+      const lost = this.seq - seq;
+      const time = this.now().toISOString();
+      const annotations: Record<string, string> = { 'agentgate.dev/reason': failure.message, 'agentgate.dev/lost-records': String(lost) };
+      if (lost > 0) annotations['agentgate.dev/lost-seqs'] = `${seq + 1}-${this.seq}`;
+      if (torn) annotations['agentgate.dev/torn-file'] = torn.setAsideFile;
+      const events: Partial<AuditEventInput>[] = [];
+      if (rotated !== undefined) events.push({ event: CONTINUATION_EVENT, annotations: { 'agentgate.dev/previous-file': path.basename(rotated) } });
+      events.push({ event: RECOVERED_EVENT, annotations });
+      let text = '';
+      for (const fields of events) {
+        const ev: AuditEventInput = { auditID: randomUUID(), stage: 'ResponseComplete', requestReceivedTimestamp: time, stageTimestamp: time, protocol: 'system', ...fields };
+        const open = canonicalBody(ev, ++seq, prevHash).slice(0, -1);
+        prevHash = linkHash(prevHash, `${open}}`);
+        text += `${open},"hash":"${prevHash}"}\n`;
+      }
+      const bytes = Buffer.from(text);
+      for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+      fsyncSync(fd);
+      try {
+        if (this.dest.fd !== 1 && this.dest.fd !== 2) closeSync(this.dest.fd);
+      } catch {
+        // the broken descriptor may already be unusable
+      }
+      this.seq = seq;
+      this.syncedSeq = seq;
+      this.lastHash = prevHash;
+      this.openDestination(fd);
+      fd = undefined;
+      this.failure = undefined;
+      clearInterval(this.recoverTimer);
+      this.recoverTimer = undefined;
+      auditEventsWritten.inc(events.length);
+      this.opts.onRecover?.(failure.message);
+    } catch {
+      // Still unwritable. Take back a partial line so the file keeps ending at a complete record.
+      if (fd !== undefined) {
+        try {
+          if (sizeBefore >= 0) ftruncateSync(fd, sizeBefore);
+        } catch {
+          // resumeFile sets a torn tail aside on the next attempt
+        }
+        closeSync(fd);
+      }
+    }
+  }
+}
+
+/** The event with its statement as the masker records it (a shallow copy only when that differs). */
+function withStatement(event: AuditEventInput, m: MaskedStatement): AuditEventInput {
+  if (m.truncated === undefined) return m.statement === event.statement ? event : { ...event, statement: m.statement };
+  return {
+    ...event,
+    statement: m.statement,
+    annotations: { ...event.annotations, 'agentgate.dev/statement-bytes': String(m.truncated.bytes), 'agentgate.dev/statement-sha256': m.truncated.sha256 },
+  };
 }
 
 /**

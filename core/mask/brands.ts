@@ -87,6 +87,14 @@ for (const r of RANGES) {
   }
 }
 
+/**
+ * Lengths (bit length - 12) some brand may have for numbers starting with the four
+ * digits `p4`: a superset, confirm with isBranded. 0 for most prefixes.
+ */
+export function candidateLengths(p4: number): number {
+  return EXACT_BY_PREFIX4[p4] !== 0 ? 0xff : LENGTHS_BY_PREFIX4[p4];
+}
+
 /** Whether some brand's published IIN range and length match: brandOfPrefix(...) !== undefined, faster. */
 export function isBranded(prefix6: number, length: number): boolean {
   if (length < MIN_PAN_DIGITS || length > MAX_PAN_DIGITS) return false;

@@ -1,12 +1,16 @@
 // Card-data masking: the public API. Import from here (`core/mask/index.js`).
 //
-// Rules (issue 2 §3, design "Masking"): a PAN is 12–19 digits, optionally grouped
-// by single spaces or hyphens in any mix, Luhn-valid and in a brand's published
-// IIN range with a published length (Visa, Mastercard incl. 2221–2720, Amex,
-// Discover, JCB, Diners, UnionPay, Maestro). Every sub-run of whole groups is a
-// candidate (`qty 10 4111 1111 1111 1111` finds the card); a candidate never
-// touches another digit, letters are fine (`card4111111111111111`). Every digit
-// of any PAN is masked except the kept ones; separators and length stay:
+// Rules (design "Masking"): a PAN is 12–19 digits, Luhn-valid and in a brand's IIN
+// range with a published length (Visa, Mastercard incl. 2221–2720, Amex, Discover,
+// JCB, Diners, UnionPay, Maestro). Digits are any script's decimal digits (full-width,
+// Arabic-Indic …, read by value). Groups are joined by one or two separators (space,
+// tab, hyphen, dot, slash, underscore, Unicode spaces) or by a comma before exactly
+// three digits (thousands); a group followed by an exponent (`4.1…e+15`) is also read
+// as the integer it spells. Candidates: every 13–19 digit window of joined groups,
+// wherever it starts (`qty 10 4111 1111 1111 1111`, `card4111111111111111`, a PAN glued
+// to more digits), and 12-digit stretches of whole groups (pan-runs.ts). Every digit
+// of any PAN is masked except the kept ones (each byte of a multi-byte digit);
+// separators and byte length stay:
 //   `4111 1111 1111 1111` → `**** **** **** 1111`   (keep: 'last4', default)
 //   `4111111111111111`    → `411111******1111`      (keep: 'bin+last4')
 //   `4111111111111111`    → `0000000000001111`      (fill: '0', numeric SQL columns)
@@ -26,7 +30,7 @@
 //   maskJson(str | buf, opts)        → masked JSON text; throws JsonMaskError if invalid.
 //   maskValue(value, opts)           → masked deep copy of a parsed JS value (audit events,
 //                                      decoded Secret data); card-field values starred.
-//   isPan(s), cardBrand(digits), luhnValid(digits)
+//   isPan(s) (ASCII digits grouped by spaces or hyphens), cardBrand(digits), luhnValid(digits)
 // Streaming (output identical however the input is cut; bounded memory):
 //   createTextMasker(opts) / createJsonMasker(opts) → { write(chunk): Buffer, end(): Buffer }
 //     write returns what can be released now; a run of digits cut by the chunk end is
@@ -34,7 +38,7 @@
 //     as views of the chunk (no copy): don't reuse a chunk's memory before writing the
 //     result. Text mode passes every other byte untouched, invalid UTF-8 included.
 //     A run of digit groups longer than 4 KiB is decided window by window (each byte
-//     with at least 100 bytes of context on both sides, more than any PAN spans).
+//     with at least 256 bytes of context on both sides, more than any PAN spans).
 //   createMaskStream({ format: 'text' | 'json', ...opts }) → node:stream Transform.
 //   Creating a masker costs well under a microsecond (shared option tables, lazy
 //   buffers); masker.reset() makes one as new for the next stream (and clears a JSON error).

@@ -23,6 +23,9 @@ import type { MaskOptions, ResolvedOptions } from './options.js';
 import { Output } from './output.js';
 import { PanScanner } from './scanner.js';
 import type { StreamMasker } from './text.js';
+import { DIGIT_LEAD, isRunCodePoint, unicodeDigit } from './chars.js';
+
+const unicodeDigitOrAscii = (c: number) => unicodeDigit(c) >= 0;
 
 export const MAX_NUMBER_BYTES = 4096;
 export const MAX_DEPTH = 10000;
@@ -92,14 +95,16 @@ function validNumber(b: Uint8Array, s: number, e: number): boolean {
 /** Bytes that can appear in a JSON number. */
 const NUMCHAR = new Uint8Array(256);
 for (const c of '0123456789+-.eE') NUMCHAR[c.charCodeAt(0)] = 1;
-/** String bytes: 1 ends the plain stretch (quote, backslash, control character), 2 is a digit, 0 anything else. */
+/**
+ * String bytes: 1 ends the plain stretch (quote, backslash, control character), 2 is a
+ * digit or a byte that may begin a Unicode digit (counted as one), 0 anything else.
+ */
 const STRSTOP = new Uint8Array(256);
 for (let c = 0; c < 0x20; c++) STRSTOP[c] = 1;
 STRSTOP[0x22] = 1;
 STRSTOP[0x5c] = 1;
 for (let c = 0x30; c <= 0x39; c++) STRSTOP[c] = 2;
-/** The single byte an escape stands for, when it is a digit, space or hyphen. */
-const RUN_BYTES = '0123456789 -';
+for (let c = 0x80; c < 0x100; c++) if (DIGIT_LEAD[c] !== 0) STRSTOP[c] = 2;
 
 /** Bytes that may follow a backslash as a whole two-byte escape (everything but `u`). */
 const SIMPLE_ESCAPE = new Int16Array(256).fill(-1);
@@ -111,20 +116,31 @@ for (let c = 0; c < 16; c++) {
   HEX['0123456789ABCDEF'.charCodeAt(c)] = c;
 }
 
+/** ASCII bytes that may sit inside a digit run (separators, comma, exponent); non-ASCII is assumed to. */
+const RUN_LINK = new Uint8Array(256);
+for (const c of ' \t-./_,eE+') RUN_LINK[c.charCodeAt(0)] = 1;
+for (let c = 0x80; c < 0x100; c++) RUN_LINK[c] = 1;
+
 /**
- * Whether src[s, e) has 12 digits with nothing but spaces and hyphens between
- * them: without that no PAN can be in it. Cheaper than the scanner for strings
- * with many scattered digits (timestamps, UIDs).
+ * Whether src[s, e) has 12 digits with nothing but bytes that can link digit groups
+ * between them: without that no PAN can be in it. Cheaper than the scanner for
+ * strings with many scattered digits (timestamps, UIDs).
  */
 function mayHoldPan(src: Uint8Array, s: number, e: number): boolean {
   let d = 0;
   for (let p = s; p < e; p++) {
     const c = src[p];
-    if (c >= 0x30 && c <= 0x39) {
+    if (STRSTOP[c] === 2) {
       if (++d >= 12) return true;
-    } else if (c !== 0x20 && c !== 0x2d) d = 0;
+    } else if (RUN_LINK[c] === 0) d = 0;
   }
   return false;
+}
+
+/** UTF-8 of a code unit an escape stands for, when it can be part of a digit run. */
+function runBytes(code: number): Uint8Array | undefined {
+  if (code === 0x09 || !isRunCodePoint(code) || (code >= 0xd800 && code <= 0xdfff)) return undefined;
+  return Buffer.from(String.fromCharCode(code), 'utf8');
 }
 
 /** Card field names as bytes by length, and the bytes they start with, per resolved option set (shared, read-only). */
@@ -500,7 +516,7 @@ export class JsonMasker implements StreamMasker {
               const h3 = HEX[src[j + 5]];
               if ((h0 | h1 | h2 | h3) >= 0) {
                 const code = (h0 << 12) | (h1 << 8) | (h2 << 4) | h3;
-                if (!((code >= 0x30 && code <= 0x39) || code === 0x20 || code === 0x2d)) {
+                if (code === 0x09 || !isRunCodePoint(code) || (code >= 0xd800 && code <= 0xdfff)) {
                   closed = true;
                   ch = code;
                   escEnd = j + 6;
@@ -646,9 +662,12 @@ export class JsonMasker implements StreamMasker {
       if (ch > 0x7f || this.keyLen === this.keyBuf.length) this.keyOverflow = true;
       else this.keyBuf[this.keyLen++] = ch >= 0x41 && ch <= 0x5a ? ch + 0x20 : ch;
     }
-    const idx = ch >= 0x30 && ch <= 0x39 ? ch - 0x30 : ch === 0x20 ? 10 : ch === 0x2d ? 11 : -1;
-    if (idx >= 0) {
-      this.scanner.scan(Uint8Array.of(RUN_BYTES.charCodeAt(idx)), 0, 1);
+    // Written out decoded (valid inside a JSON string), so an escaped PAN is caught;
+    // a tab stays escaped (a raw one is not allowed) and so ends the run.
+    // A separator only matters after a digit: elsewhere the escape stays as written.
+    const bytes = runBytes(ch);
+    if (bytes !== undefined && (!this.scanner.idle || unicodeDigitOrAscii(ch))) {
+      this.scanner.scan(bytes, 0, bytes.length);
     } else {
       this.scanner.boundary();
       this.out.push(this.esc.slice(0, this.escLen));

@@ -7,6 +7,7 @@ import { resolveOptions } from './options.js';
 import type { MaskOptions, ResolvedOptions } from './options.js';
 import { Output } from './output.js';
 import { PanScanner } from './scanner.js';
+import { unicodeDigit } from './chars.js';
 
 /** A streaming masker: feed chunks, get masked bytes; identical output however the input is cut. */
 export interface StreamMasker {
@@ -128,12 +129,14 @@ function maskBytes(src: Uint8Array, start: number, end: number, r: Pick<Resolved
   return { bytes: out.take(), pans };
 }
 
-/** Fewer than 12 ASCII digits in the string: it cannot hold a PAN. */
+/** Fewer than 12 digits (of any script) in the string: it cannot hold a PAN. */
 function tooFewDigits(s: string): boolean {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57 && ++n >= 12) return false;
+    if (c >= 48 && c <= 57) {
+      if (++n >= 12) return false;
+    } else if (c >= 0x660 && (unicodeDigit(c) >= 0 || (c >= 0xd800 && c <= 0xdbff)) && ++n >= 12) return false;
   }
   return true;
 }

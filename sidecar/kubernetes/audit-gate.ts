@@ -1,29 +1,38 @@
-// Fail closed on the audit trail: once an append fails (disk full, file gone, backlog
-// over its bound), requests are refused until an append succeeds again. Each refused
-// request tries an append of its own refusal, which is how recovery is noticed.
+// Fail closed on the audit trail: while the sink reports it cannot record (disk full,
+// write error, backlog over its bound) or an append just failed, requests are refused.
+// The sink recovers by itself (core/audit/writer.ts); a refused request tries an
+// append of its own refusal, so a failure seen only by a throwing append clears too.
 
-import type { AuditEventInput, AuditRecord, AuditSink } from '../../core/audit/types.js';
+import type { AuditEventInput, AuditHealth, AuditRecord, AuditSink } from '../../core/audit/types.js';
 import type { Logger } from '../../core/log.js';
 
 export class AuditGate implements AuditSink {
   private failure: string | undefined;
+  private refusing = false;
 
   constructor(private readonly sink: AuditSink, private readonly log: Logger) {}
 
   /** Why the trail is unavailable, or undefined while it works. */
   get broken(): string | undefined {
-    return this.failure;
+    const h = this.sink.health();
+    const reason = h.ok ? this.failure : h.reason;
+    this.note(reason);
+    return reason;
+  }
+
+  health(): AuditHealth {
+    const reason = this.broken;
+    return reason === undefined ? { ok: true } : { ok: false, reason };
   }
 
   append(event: AuditEventInput): AuditRecord {
     try {
       const r = this.sink.append(event);
-      if (this.failure) this.log.info('audit trail writable again: kubernetes requests are accepted');
       this.failure = undefined;
       return r;
     } catch (err) {
-      if (!this.failure) this.log.error({ err: (err as Error).message }, 'audit append failed: kubernetes requests are refused until the audit trail recovers');
       this.failure = (err as Error).message;
+      this.note(this.failure);
       throw err;
     }
   }
@@ -34,5 +43,11 @@ export class AuditGate implements AuditSink {
 
   close(): Promise<void> {
     return this.sink.close();
+  }
+
+  private note(reason: string | undefined): void {
+    if (reason !== undefined && !this.refusing) this.log.error({ err: reason }, 'audit trail unavailable: kubernetes requests are refused until it recovers');
+    else if (reason === undefined && this.refusing) this.log.info('audit trail writable again: kubernetes requests are accepted');
+    this.refusing = reason !== undefined;
   }
 }

@@ -42,24 +42,30 @@ describe('mask: PAN detection in text', () => {
     expect(maskText('4111 1111 1111 1112')).to.equal('4111 1111 1111 1112');
   });
 
-  it('leaves a 20-digit run untouched', () => {
-    expect(maskText('id 41111111111111111111 end')).to.equal('id 41111111111111111111 end');
+  it('finds a PAN followed by more digits inside one digit group', () => {
+    expect(maskText('id 41111111111111111225 end')).to.equal('id ************11111225 end');
   });
 
-  it('does not take a PAN out of a longer digit group (a candidate never touches another digit)', () => {
-    expect(maskText('94111111111111111')).to.equal('94111111111111111');
+  it('finds a PAN preceded by more digits inside one digit group', () => {
+    expect(maskText('94111111111111111')).to.equal('9************1111');
+  });
+
+  it('takes no 12-digit window from inside longer digits, only a 12-digit group as written', () => {
+    expect(maskText('501800000009')).to.equal('********0009');
+    expect(maskText('7501800000009')).to.equal('7501800000009');
   });
 
   it('leaves a Luhn-valid number of no brand untouched', () => {
-    expect(maskText('1234567812345670')).to.equal('1234567812345670');
+    expect(maskText('1000000000000009')).to.equal('1000000000000009');
   });
 
   it('treats spaces and hyphens in any mix as separators', () => {
     expect(maskText('x 4111-1111 1111-1111 y')).to.equal('x ****-**** ****-1111 y');
   });
 
-  it('does not join groups across a double space', () => {
-    expect(maskText('4111 1111  1111 1111')).to.equal('4111 1111  1111 1111');
+  it('joins groups across a double space but not across three spaces', () => {
+    expect(maskText('4111 1111  1111 1111')).to.equal('**** ****  **** 1111');
+    expect(maskText('4111 1111   1111 1111')).to.equal('4111 1111   1111 1111');
   });
 
   it('keeps the first six too with bin+last4', () => {

@@ -459,6 +459,7 @@ describe('kubernetes proxy when the audit trail fails (API server: the double)',
           if (failing) throw new Error('audit trail unavailable: ENOSPC: no space left on device');
           return sink.append(e);
         },
+        health: () => sink.health(),
         flush: () => sink.flush(),
         close: () => sink.close(),
       }),
@@ -504,7 +505,7 @@ describe('kubernetes proxy without an API server credential (API server: none re
     const { createLogger } = await import('../../../core/log.js');
     const err = await startKubernetesProxy(
       { listen: '127.0.0.1:0', identityDir: '/tmp/agentgate-id-x', upstream: { server: 'https://127.0.0.1:1', tokenFile: '/tmp/agentgate-id-x/token' } },
-      { policy: { current: () => { throw new Error('unused'); } }, audit: { append: () => { throw new Error('unused'); }, flush: async () => undefined, close: async () => undefined }, log: createLogger('t', 'silent'), pod: POD },
+      { policy: { current: () => { throw new Error('unused'); } }, audit: { append: () => { throw new Error('unused'); }, health: () => ({ ok: true }), flush: async () => undefined, close: async () => undefined }, log: createLogger('t', 'silent'), pod: POD },
     ).then(
       () => 'started',
       (e: Error) => e.message,
