@@ -25,7 +25,7 @@ import type { PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
 import { sessionParameterProblem } from '../../core/sql/index.js';
 import type { SqlClassifier, Verdict } from './decide.js';
-import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
+import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow, planUnknown } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
 import type { BoundMetrics } from './metrics.js';
 import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
@@ -723,7 +723,7 @@ export class Session {
     // A Describe of the portal gave the exact shape; else the statement's columns with the Bind formats.
     if (p.plan) return p.plan;
     const fields = p.stmt?.fields;
-    if (!fields) return p.plan ?? UNKNOWN_ROW;
+    if (!fields) return planUnknown(p.formats);
     return (p.plan = planRow(fields, p.formats, this.ctx.starred));
   }
 
