@@ -14,7 +14,7 @@ import { authenticationRequest, backendKeyData, cancelRequest, errorResponse, pa
 import type { PgErrorFields } from './wire.js';
 import { readStartup, readPassword, upstreamParams } from './client-startup.js';
 import { UpstreamError, connectUpstream, openTransport, runSetupQuery } from './upstream.js';
-import { MaskingCatalog, TypeCatalog, USER_TYPES_SQL, catalogFromRows } from './value-types.js';
+import { MaskingCatalog, TypeCatalog, USER_TYPES_SQL, USER_TYPES_WIDTH, catalogFromRows, columnNames } from './value-types.js';
 import type { UpstreamTarget } from './upstream.js';
 import { Session } from './session.js';
 import type { SqlClassifier } from './decide.js';
@@ -292,7 +292,8 @@ export class PgListener {
    */
   private async starredColumns(sock: net.Socket): Promise<{ set: ReadonlySet<string>; rest: Buffer }> {
     const columns = this.deps.policy.current().masking?.columns ?? [];
-    const key = columns.join('\n');
+    const fields = this.deps.policy.current().masking?.fields ?? [];
+    const key = columns.join('\n') + '\0' + fields.join('\n');
     const c = this.starredCache;
     if (c && c.key === key && Date.now() - c.at < 10_000) return { set: c.set, rest: Buffer.alloc(0) };
     const list = columns.map((s) => `'${s.replace(/'/g, "''")}'`).join(',');
@@ -300,10 +301,11 @@ export class PgListener {
       'select a.attrelid::int8, a.attnum from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid ' +
       'join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
       `where not a.attisdropped and a.attnum > 0 and n.nspname || '.' || c.relname || '.' || a.attname = any (array[${list}]::text[])`;
-    // One round trip: the starred columns' rows have two values, the types' five.
+    // One round trip: the starred columns' rows have two values, the types' USER_TYPES_WIDTH.
     const { rows, rest } = await runSetupQuery(sock, (columns.length ? starredSql + '; ' : '') + USER_TYPES_SQL, this.options.upstream.connectTimeoutMs);
     const keys = new Set(rows.filter((r) => r.length === 2).map((r) => `${r[0]}:${r[1]}`));
-    const set = new MaskingCatalog(keys, new TypeCatalog(catalogFromRows(rows.filter((r) => r.length === 5), keys)));
+    const cat = catalogFromRows(rows.filter((r) => r.length === USER_TYPES_WIDTH), keys);
+    const set = new MaskingCatalog(keys, new TypeCatalog(cat.types, cat.relations), columnNames(columns), fields);
     this.starredCache = { key, at: Date.now(), set };
     return { set, rest };
   }

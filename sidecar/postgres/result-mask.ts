@@ -69,6 +69,8 @@ export const enum Col {
 }
 
 export interface ColumnInfo {
+  /** The output name (as RowDescription gives it). */
+  name?: string;
   tableOid: number;
   column: number;
   typeOid: number;
@@ -97,10 +99,10 @@ export function parseRowDescription(buf: Buffer, start: number, end: number): Co
   p += 2;
   const cols: ColumnInfo[] = new Array(n);
   for (let i = 0; i < n; i++) {
-    const [, next] = readCString(buf, p, end);
+    const [name, next] = readCString(buf, p, end);
     p = next;
     if (p + 18 > end) throw new ProtocolError('truncated RowDescription');
-    cols[i] = { tableOid: buf.readUInt32BE(p), column: buf.readInt16BE(p + 4), typeOid: buf.readUInt32BE(p + 6), format: buf.readInt16BE(p + 16) };
+    cols[i] = { name, tableOid: buf.readUInt32BE(p), column: buf.readInt16BE(p + 4), typeOid: buf.readUInt32BE(p + 6), format: buf.readInt16BE(p + 16) };
     p += 18;
   }
   return cols;

@@ -27,6 +27,7 @@ import { sessionParameterProblem } from '../../core/sql/index.js';
 import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow, planUnknown } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
+import { derivedColumns } from './provenance.js';
 import type { BoundMetrics } from './metrics.js';
 import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
 
@@ -633,12 +634,12 @@ export class Session {
         } else if (head?.k === K.DescribePortal) {
           const p = this.portals.get(head.name);
           if (p) {
-            p.plan = planRow(cols, undefined, this.ctx.starred);
+            p.plan = planRow(cols, undefined, this.ctx.starred, derivedColumns(p.stmt?.sql, 0, this.ctx.starred, cols));
             if (p.stmt && !p.stmt.fields) p.stmt.fields = cols;
           }
           this.expect.shift();
         } else {
-          this.queryPlan = planRow(cols, undefined, this.ctx.starred);
+          this.queryPlan = planRow(cols, undefined, this.ctx.starred, derivedColumns(head?.unit?.sql, head?.unit?.part ?? 0, this.ctx.starred, cols));
         }
         return undefined;
       }
@@ -724,7 +725,7 @@ export class Session {
     if (p.plan) return p.plan;
     const fields = p.stmt?.fields;
     if (!fields) return planUnknown(p.formats);
-    return (p.plan = planRow(fields, p.formats, this.ctx.starred));
+    return (p.plan = planRow(fields, p.formats, this.ctx.starred, derivedColumns(p.stmt?.sql, 0, this.ctx.starred, fields)));
   }
 
   // --- writing, closing ------------------------------------------------------------

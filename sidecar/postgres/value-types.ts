@@ -110,9 +110,26 @@ export interface CatalogType {
 export class TypeCatalog {
   private readonly user = new Map<number, CatalogType>();
   private readonly nodes = new Map<number, TypeNode | null>();
+  private readonly relations = new Map<string, RelationInfo[]>();
 
-  constructor(types: Iterable<CatalogType> = []) {
+  constructor(types: Iterable<CatalogType> = [], relations: Iterable<RelationInfo> = []) {
     for (const t of types) this.user.set(t.oid, t);
+    for (const r of relations) {
+      const list = this.relations.get(r.name);
+      if (list) list.push(r);
+      else this.relations.set(r.name, [r]);
+    }
+  }
+
+  /**
+   * A table by name as a statement names it. Unqualified: the one table of that name,
+   * else the one in `public` (the default search_path); undefined when it stays ambiguous.
+   */
+  relation(schema: string | undefined, name: string): RelationInfo | undefined {
+    const list = this.relations.get(name);
+    if (!list) return undefined;
+    if (schema !== undefined) return list.find((r) => r.schema === schema);
+    return list.length === 1 ? list[0] : list.find((r) => r.schema === 'public');
   }
 
   /** The node for `oid`, or undefined when neither PostgreSQL's built-ins nor the catalogue know it. */
@@ -175,7 +192,14 @@ export const BUILTIN_TYPES = new TypeCatalog();
  * passes to planRow) plus the user types, so planRow needs no new argument.
  */
 export class MaskingCatalog extends Set<string> {
-  constructor(keys: Iterable<string>, readonly types: TypeCatalog) {
+  constructor(
+    keys: Iterable<string>,
+    readonly types: TypeCatalog,
+    /** `spec.masking.columns` by name (schema, table, column), for expressions the server gives no origin for. */
+    readonly columns: readonly { schema?: string; table: string; column: string }[] = [],
+    /** `spec.masking.fields`: card-data JSON keys beside the defaults. */
+    readonly cardFields: readonly string[] = [],
+  ) {
     super(keys);
   }
 }
@@ -185,29 +209,55 @@ export function typesOf(starred: ReadonlySet<string>): TypeCatalog {
   return starred instanceof MaskingCatalog ? starred.types : BUILTIN_TYPES;
 }
 
-/** The catalogue query: user composites (with attribute types and numbers), domains, enums and arrays of them. */
+/** The catalogue query: user composites (with attribute types, numbers and names, and the relation they are the row type of), domains, enums and arrays of them. */
 export const USER_TYPES_SQL =
   "select t.oid::int8, case when t.typcategory = 'A' and t.typelem <> 0 then 'a' else t.typtype::text end, " +
   "case when t.typtype = 'd' then t.typbasetype::int8 else t.typelem::int8 end, t.typrelid::int8, " +
-  "(select string_agg(a.atttypid::text || ':' || a.attnum, ',' order by a.attnum) from pg_catalog.pg_attribute a " +
-  'where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped) ' +
+  '(select json_agg(json_build_array(a.atttypid::int8, a.attnum, a.attname) order by a.attnum) from pg_catalog.pg_attribute a ' +
+  'where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped)::text, n.nspname::text, c.relname::text ' +
   'from pg_catalog.pg_type t join pg_catalog.pg_namespace n on n.oid = t.typnamespace ' +
+  'left join pg_catalog.pg_class c on c.oid = t.typrelid ' +
   "where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_toast%' " +
   "and (t.typtype in ('c', 'd', 'e') or (t.typcategory = 'A' and t.typelem <> 0))";
 
+/** Columns in each row of USER_TYPES_SQL. */
+export const USER_TYPES_WIDTH = 7;
+
+/** A table (or view) as COPY and `*` see it: its columns in order. */
+export interface RelationInfo {
+  schema: string;
+  name: string;
+  rowType: number;
+  columns: { name: string; type: number; starred: boolean }[];
+}
+
 /** Rows of USER_TYPES_SQL (text format) into catalogue entries; `starred` marks the fields of tables' row types. */
-export function catalogFromRows(rows: readonly (readonly (string | null)[])[], starred: ReadonlySet<string>): CatalogType[] {
-  const out: CatalogType[] = [];
-  for (const [oid, kind, base, relid, attrs] of rows) {
+export function catalogFromRows(rows: readonly (readonly (string | null)[])[], starred: ReadonlySet<string>): { types: CatalogType[]; relations: RelationInfo[] } {
+  const types: CatalogType[] = [];
+  const relations: RelationInfo[] = [];
+  for (const [oid, kind, base, relid, attrs, schema, rel] of rows) {
     if (oid === null || kind === null) continue;
     const t: CatalogType = { oid: Number(oid), kind: kind as CatalogType['kind'] };
     if (kind === 'd' || kind === 'a') t.base = Number(base);
     else if (kind === 'c') {
-      const list = attrs ? attrs.split(',') : [];
-      t.fields = list.map((a) => Number(a.split(':')[0]));
-      t.starred = list.map((a) => starred.has(`${relid}:${a.split(':')[1]}`));
+      const list = (attrs ? JSON.parse(attrs) : []) as [number, number, string][];
+      t.fields = list.map((a) => a[0]);
+      t.starred = list.map((a) => starred.has(`${relid}:${a[1]}`));
+      if (rel !== null && rel !== undefined && schema !== null && schema !== undefined) {
+        relations.push({ schema, name: rel, rowType: t.oid, columns: list.map((a, i) => ({ name: a[2], type: a[0], starred: t.starred![i] })) });
+      }
     } else if (kind !== 'e') continue;
-    out.push(t);
+    types.push(t);
   }
-  return out;
+  return { types, relations };
+}
+
+/** `schema.table.column` (or `table.column`) entries of `spec.masking.columns` split into names. */
+export function columnNames(columns: readonly string[]): { schema?: string; table: string; column: string }[] {
+  return columns.flatMap((c) => {
+    const p = c.split('.');
+    if (p.length === 3) return [{ schema: p[0], table: p[1], column: p[2] }];
+    if (p.length === 2) return [{ table: p[0], column: p[1] }];
+    return [];
+  });
 }

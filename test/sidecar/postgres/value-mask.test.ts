@@ -31,7 +31,7 @@ describe('binary values', () => {
   });
 
   it('sets the has-nulls flag of an array whose starred element had to become NULL', () => {
-    const types = new TypeCatalog(catalogFromRows([['90001', 'c', '0', '90000', '1082:1,25:2']], new Set(['90000:1'])));
+    const types = new TypeCatalog(catalogFromRows([['90001', 'c', '0', '90000', '[[1082,1,"d"],[25,2,"x"]]', 'public', 't']], new Set(['90000:1'])).types);
     const row = record([[1082, int4(9000)], [25, text('x')]]);
     const b = Buffer.from(array1(90001, [row]));
     const r = maskBinaryValue(b, 0, b.length, { v: 12, oid: 90002, elem: types.node(90001), textAlways: true }, false, types, masker);
@@ -54,7 +54,7 @@ describe('binary values', () => {
   });
 
   it('follows a domain over int8 inside a record (records carry the domain OID)', () => {
-    const types = new TypeCatalog(catalogFromRows([['90010', 'd', '20', '0', null]], new Set()));
+    const types = new TypeCatalog(catalogFromRows([['90010', 'd', '20', '0', null, 'public', null]], new Set()).types);
     expect(maskBin(record([[90010, int8(4111111111111111n)]]), 2249, types)).to.deep.equal(record([[90010, int8(1111n)]]));
   });
 
@@ -95,7 +95,7 @@ describe('text literals', () => {
   });
 
   it('stars the starred field of a table row literal and re-quotes JSON inside it', () => {
-    const types = new TypeCatalog(catalogFromRows([['90020', 'c', '0', '90019', '23:1,25:2,114:3']], new Set(['90019:2'])));
+    const types = new TypeCatalog(catalogFromRows([['90020', 'c', '0', '90019', '[[23,1,"id"],[25,2,"cvv"],[114,3,"doc"]]', 'public', 't']], new Set(['90019:2'])).types);
     expect(maskTextValue('(1,"a b","{""cvv"": ""9"", ""n"": 4111111111111111}")', types.node(90020), false, masker)).to.equal(
       '(1,***,"{""cvv"": ""*"", ""n"": ""************1111""}")',
     );
