@@ -28,6 +28,8 @@ import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow, planUnknown } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
 import { derivedColumns } from './provenance.js';
+import { copyOutMasker } from './copy-mask.js';
+import type { CopyOutMasker } from './copy-mask.js';
 import type { BoundMetrics } from './metrics.js';
 import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
 
@@ -148,6 +150,7 @@ export class Session {
   /** Row shape for DataRows in a simple query (set by each RowDescription). */
   private queryPlan: RowPlan = UNKNOWN_ROW;
   private inCopyOut = false;
+  private copyMask?: CopyOutMasker;
   /** The COPY OUT in progress is text or CSV (not binary). */
   private copyText = true;
   private status = 0x49; // 'I'
@@ -602,7 +605,7 @@ export class Session {
         return maskDataRow(buf, start, end, plan, this.ctx.masker);
       }
       case B.CopyData:
-        return this.inCopyOut ? maskCopyData(buf, start, end, this.ctx.masker, this.copyText) : undefined;
+        return this.inCopyOut ? (this.copyMask ? this.copyMask.mask(buf, start, end) : maskCopyData(buf, start, end, this.ctx.masker, this.copyText)) : undefined;
       case B.CommandComplete:
         this.inCopyOut = false;
         if (head?.k === K.Execute) this.finishExpect(undefined);
@@ -664,6 +667,7 @@ export class Session {
       case B.CopyBothResponse:
         this.inCopyOut = true;
         this.copyText = buf[start + 5] === 0;
+        this.copyMask = copyOutMasker(buf, start, head?.unit?.sql, head?.unit?.part ?? 0, this.ctx.starred, this.ctx.masker);
         return undefined;
       case B.ParameterStatus: {
         const [name, p1] = readCString(buf, start + 5, end);

@@ -97,9 +97,11 @@ export function maskGuessed(text: string, masker: TextMasker): string {
     try {
       return masker.maskJson(text);
     } catch {
-      // not JSON: an array or a range literal, masked as text below
+      // Not JSON: an array literal, its elements guessed in turn (json[] keeps card-data keys starred).
+      if (c === '{') return maskArrayLiteral(text, undefined, false, masker);
     }
   }
+  if (c === '(' && text[text.length - 1] === ')') return maskRecordLiteral(text, UNKNOWN_RECORD, false, masker);
   if (c === '\\' && text[1] === 'x' && /^\\x(?:[0-9a-fA-F]{2})*$/.test(text)) return maskByteaText(text, masker);
   if (/^[-+]?\$?[0-9][0-9,.]*$/.test(text)) {
     const m = maskNumberText(text, masker);
@@ -108,6 +110,8 @@ export function maskGuessed(text: string, masker: TextMasker): string {
   if (/^[-+]?[0-9.]+e[-+]?[0-9]+$/i.test(text)) return maskFloatText(text, masker);
   return masker.maskText(text);
 }
+
+const UNKNOWN_RECORD: TypeNode = { v: V.Record, oid: 2249, textAlways: false };
 
 // --- array literals -------------------------------------------------------------------
 
