@@ -16,6 +16,7 @@ import { V, typesOf } from './value-types.js';
 import type { TypeCatalog, TypeNode } from './value-types.js';
 import { UnmaskableError, maskBinaryValue } from './binary-values.js';
 import { maskTextValue } from './text-values.js';
+import { maskNumberTextInPlace } from './number-mask.js';
 import { derivedCopyColumns } from './provenance.js';
 
 type Obj = Record<string, unknown>;
@@ -85,12 +86,35 @@ export function planCopy(sql: string | undefined, part: number, starred: Readonl
 export class CopyOutMasker {
   private headerSeen = false;
   private readonly always: boolean;
+  /**
+   * Text format, every column text or a number, none starred: fields are masked in place on
+   * the bytes (COPY escapes never touch digits), the row is forwarded as it is.
+   */
+  private readonly inPlace?: V[];
 
   constructor(
     readonly plan: CopyPlan,
     private readonly masker: TextMasker,
   ) {
     this.always = plan.stars.some(Boolean) || (plan.nodes?.some((n) => n?.textAlways) ?? false);
+    const kinds = plan.nodes?.map((n) => (n ? n.v : V.Unknown));
+    if (plan.format === 'text' && Buffer.byteLength(plan.delimiter) === 1 && !plan.stars.some(Boolean) && kinds?.every((k) => IN_PLACE.has(k))) this.inPlace = kinds;
+  }
+
+  private maskInPlace(buf: Buffer, start: number, end: number): void {
+    const kinds = this.inPlace!;
+    const d = this.plan.delimiter.charCodeAt(0);
+    let s = start;
+    for (let i = 0; i < kinds.length && s <= end; i++) {
+      let e = buf.indexOf(d, s);
+      if (e < 0 || e > end) e = end;
+      if (i === kinds.length - 1 && buf[end - 1] === 0x0a) e = Math.min(e, end - 1);
+      const k = kinds[i];
+      if (k === V.Text || k === V.Harmless) {
+        if (mayHoldPan(buf, s, e)) this.masker.maskInPlace(buf, s, e);
+      } else if (k !== V.ShortNumber) maskNumberTextInPlace(buf, s, e, this.masker);
+      s = e + 1;
+    }
   }
 
   /** A replacement CopyData frame, or undefined when the frame was forwarded as it is (maybe masked in place). */
@@ -100,6 +124,10 @@ export class CopyOutMasker {
     if (this.plan.header && !this.headerSeen) {
       this.headerSeen = true;
       if (mayHoldPan(buf, body, end)) this.masker.maskInPlace(buf, body, end);
+      return undefined;
+    }
+    if (this.inPlace) {
+      if (mayHoldPan(buf, body, end) || mayHoldGroupedNumber(buf, body, end)) this.maskInPlace(buf, body, end);
       return undefined;
     }
     // Unknown columns: JSON and bytea hex are recognised by their first characters.
@@ -228,6 +256,20 @@ export function copyOutMasker(buf: Buffer, start: number, sql: string | undefine
     plan = planCopy(undefined, 0, starred, binary);
   }
   return new CopyOutMasker(plan, masker);
+}
+
+const IN_PLACE = new Set<V>([V.Text, V.Harmless, V.ShortNumber, V.Int8, V.Xid8, V.Numeric, V.Money]);
+
+/** money text groups digits with commas, which the PAN pre-filter does not follow. */
+function mayHoldGroupedNumber(buf: Buffer, start: number, end: number): boolean {
+  let digits = 0;
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits >= 12) return true;
+    } else if (c !== 0x2c) digits = 0;
+  }
+  return false;
 }
 
 function mayHoldStructure(buf: Buffer, start: number, end: number): boolean {

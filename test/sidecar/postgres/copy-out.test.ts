@@ -37,6 +37,13 @@ describe('PostgreSQL proxy: COPY TO STDOUT is masked like a SELECT (real cluster
     ]);
   });
 
+  it('masks text and number columns in place (numbers with zeros) when no column is starred or structured', async () => {
+    expect((await copyOut('copy cards(id, pan, pan_num, pan_int8, holder) to stdout')).map(String)).to.deep.equal([
+      '1\t**** **** **** 1111\t0000000000001111\t0000000000001111\tAda\n',
+      '2\tno card here\t42\t42\tBob\n',
+    ]);
+  });
+
   it('stars cvv by its position in a column list', async () => {
     expect((await copyOut('copy cards(cvv, id) to stdout')).map(String)).to.deep.equal(['***\t1\n', '***\t2\n']);
   });
