@@ -97,24 +97,36 @@ export class CopyOutMasker {
     private readonly masker: TextMasker,
   ) {
     this.always = plan.stars.some(Boolean) || (plan.nodes?.some((n) => n?.textAlways) ?? false);
-    const kinds = plan.nodes?.map((n) => (n ? n.v : V.Unknown));
-    if (plan.format === 'text' && Buffer.byteLength(plan.delimiter) === 1 && !plan.stars.some(Boolean) && kinds?.every((k) => IN_PLACE.has(k))) this.inPlace = kinds;
+    // Unknown columns (COPY (query)) are guessed field by field; a structured one (JSON, bytea hex, literals) takes the slow path.
+    const kinds = plan.nodes ? plan.nodes.map((n) => (n ? n.v : V.Unknown)) : [];
+    if (plan.format === 'text' && Buffer.byteLength(plan.delimiter) === 1 && !plan.stars.some(Boolean) && kinds.every((k) => IN_PLACE.has(k))) this.inPlace = kinds;
   }
 
-  private maskInPlace(buf: Buffer, start: number, end: number): void {
+  /** Masks the row's fields in place; false when a field needs the slow path (nothing changed then). */
+  private maskInPlace(buf: Buffer, start: number, end: number): boolean {
     const kinds = this.inPlace!;
     const d = this.plan.delimiter.charCodeAt(0);
-    let s = start;
-    for (let i = 0; i < kinds.length && s <= end; i++) {
+    const stop = buf[end - 1] === 0x0a ? end - 1 : end;
+    const bounds: number[] = [];
+    for (let s = start; ; ) {
       let e = buf.indexOf(d, s);
-      if (e < 0 || e > end) e = end;
-      if (i === kinds.length - 1 && buf[end - 1] === 0x0a) e = Math.min(e, end - 1);
-      const k = kinds[i];
-      if (k === V.Text || k === V.Harmless) {
-        if (mayHoldPan(buf, s, e)) this.masker.maskInPlace(buf, s, e);
-      } else if (k !== V.ShortNumber) maskNumberTextInPlace(buf, s, e, this.masker);
+      if (e < 0 || e > stop) e = stop;
+      const k = kinds.length ? kinds[bounds.length >> 1] : V.Unknown;
+      const nullField = e - s === 2 && buf[s] === 0x5c && buf[s + 1] === 0x4e; // \N
+      if (k === V.Unknown && e > s && !nullField && (buf[s] === 0x7b || buf[s] === 0x5b || buf[s] === 0x28 || buf[s] === 0x5c)) return false;
+      bounds.push(s, e);
+      if (e >= stop) break;
       s = e + 1;
     }
+    for (let i = 0; i < bounds.length; i += 2) {
+      const s = bounds[i];
+      const e = bounds[i + 1];
+      const k = kinds.length ? kinds[i >> 1] : V.Unknown;
+      if (k === V.Text || k === V.Harmless || (k === V.Unknown && !numberLike(buf, s, e))) {
+        if (mayHoldPan(buf, s, e)) this.masker.maskInPlace(buf, s, e);
+      } else if (k !== V.ShortNumber) maskNumberTextInPlace(buf, s, e, this.masker);
+    }
+    return true;
   }
 
   /** A replacement CopyData frame, or undefined when the frame was forwarded as it is (maybe masked in place). */
@@ -126,9 +138,11 @@ export class CopyOutMasker {
       if (mayHoldPan(buf, body, end)) this.masker.maskInPlace(buf, body, end);
       return undefined;
     }
-    if (this.inPlace) {
-      if (mayHoldPan(buf, body, end) || mayHoldGroupedNumber(buf, body, end)) this.maskInPlace(buf, body, end);
-      return undefined;
+    if (this.inPlace && (!this.plan.nodes || !this.always)) {
+      if (!(mayHoldPan(buf, body, end) || mayHoldGroupedNumber(buf, body, end))) {
+        if (this.plan.nodes || !mayHoldStructure(buf, body, end)) return undefined;
+      }
+      if (this.maskInPlace(buf, body, end)) return undefined;
     }
     // Unknown columns: JSON and bytea hex are recognised by their first characters.
     if (!this.always && !mayHoldPan(buf, body, end) && !(this.plan.nodes === undefined && mayHoldStructure(buf, body, end))) return undefined;
@@ -258,7 +272,16 @@ export function copyOutMasker(buf: Buffer, start: number, sql: string | undefine
   return new CopyOutMasker(plan, masker);
 }
 
-const IN_PLACE = new Set<V>([V.Text, V.Harmless, V.ShortNumber, V.Int8, V.Xid8, V.Numeric, V.Money]);
+const IN_PLACE = new Set<V>([V.Text, V.Harmless, V.ShortNumber, V.Int8, V.Xid8, V.Numeric, V.Money, V.Unknown]);
+
+/** Digits, signs, a currency sign, separators: a field a guess reads as a number (masked with zeros). */
+function numberLike(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (!((c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2c || c === 0x2d || c === 0x2b || c === 0x24)) return false;
+  }
+  return end > start;
+}
 
 /** money text groups digits with commas, which the PAN pre-filter does not follow. */
 function mayHoldGroupedNumber(buf: Buffer, start: number, end: number): boolean {
