@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { maskBinaryValue, UnmaskableError } from '../../../sidecar/postgres/binary-values.js';
 import { maskTextValue } from '../../../sidecar/postgres/text-values.js';
 import { maskFloat, maskNumberDigits } from '../../../sidecar/postgres/number-mask.js';
-import { BUILTIN_TYPES, MaskingCatalog, TypeCatalog, catalogFromRows } from '../../../sidecar/postgres/value-types.js';
+import { BUILTIN_TYPES, MaskingCatalog, TypeCatalog, V, catalogFromRows } from '../../../sidecar/postgres/value-types.js';
 import { maskDataRow, planRow } from '../../../sidecar/postgres/result-mask.js';
 import { policyMasker } from '../../../sidecar/postgres/masker.js';
 import type { Policy, PolicySource } from '../../../core/policy/types.js';
@@ -34,7 +34,7 @@ describe('binary values', () => {
     const types = new TypeCatalog(catalogFromRows([['90001', 'c', '0', '90000', '[[1082,1,"d"],[25,2,"x"]]', 'public', 't']], new Set(['90000:1'])).types);
     const row = record([[1082, int4(9000)], [25, text('x')]]);
     const b = Buffer.from(array1(90001, [row]));
-    const r = maskBinaryValue(b, 0, b.length, { v: 12, oid: 90002, elem: types.node(90001), textAlways: true }, false, types, masker);
+    const r = maskBinaryValue(b, 0, b.length, { v: V.Array, oid: 90002, elem: types.node(90001), textAlways: true }, false, types, masker);
     // The starred date has no starred form: NULL.
     expect(r).to.deep.equal(Buffer.concat([int4(1), int4(0), int4(90001), int4(1), int4(1), el(record([[1082, null], [25, text('x')]]))]));
   });
