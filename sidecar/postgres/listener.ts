@@ -16,6 +16,7 @@ import type { ClientTls } from './client-startup.js';
 import { readStartupSettings } from './startup-settings.js';
 import { decideSql } from './decide.js';
 import { UpstreamError, connectUpstream, openTransport, runSetupQuery } from './upstream.js';
+import { MaskingCatalog, TypeCatalog, USER_TYPES_SQL, USER_TYPES_WIDTH, catalogFromRows, columnNames } from './value-types.js';
 import type { UpstreamTarget } from './upstream.js';
 import { Session } from './session.js';
 import type { SqlClassifier } from './decide.js';
@@ -366,23 +367,28 @@ export class PgListener {
     }
   }
 
-  /** `spec.masking.columns` as `tableOid:attnum`, cached for a few seconds per listener. */
+  /**
+   * `spec.masking.columns` as `tableOid:attnum`, with the database's user types (so rows
+   * and COPY of composites, domains and enums can be masked), cached for a few seconds per listener.
+   */
   private async starredColumns(sock: net.Socket): Promise<{ set: ReadonlySet<string>; rest: Buffer }> {
     const columns = this.deps.policy.current().masking?.columns ?? [];
-    if (columns.length === 0) return { set: NONE, rest: Buffer.alloc(0) };
-    const key = columns.join('\n');
+    const fields = this.deps.policy.current().masking?.fields ?? [];
+    const key = columns.join('\n') + '\0' + fields.join('\n');
     const c = this.starredCache;
     if (c && c.key === key && Date.now() - c.at < 10_000) return { set: c.set, rest: Buffer.alloc(0) };
     const list = columns.map((s) => `'${s.replace(/'/g, "''")}'`).join(',');
-    const sql =
+    const starredSql =
       'select a.attrelid::int8, a.attnum from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid ' +
       'join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
-      `where not a.attisdropped and a.attnum > 0 and n.nspname || '.' || c.relname || '.' || a.attname = any (array[${list}])`;
-    const { rows, rest } = await runSetupQuery(sock, sql, this.options.upstream.connectTimeoutMs);
-    const set = new Set(rows.map((r) => `${r[0]}:${r[1]}`));
+      `where not a.attisdropped and a.attnum > 0 and n.nspname || '.' || c.relname || '.' || a.attname = any (array[${list}]::text[])`;
+    // One round trip: the starred columns' rows have two values, the types' USER_TYPES_WIDTH.
+    const { rows, rest } = await runSetupQuery(sock, (columns.length ? starredSql + '; ' : '') + USER_TYPES_SQL, this.options.upstream.connectTimeoutMs);
+    const keys = new Set(rows.filter((r) => r.length === 2).map((r) => `${r[0]}:${r[1]}`));
+    const cat = catalogFromRows(rows.filter((r) => r.length === USER_TYPES_WIDTH), keys);
+    const set = new MaskingCatalog(keys, new TypeCatalog(cat.types, cat.relations), columnNames(columns), fields);
     this.starredCache = { key, at: Date.now(), set };
     return { set, rest };
   }
 }
 
-const NONE: ReadonlySet<string> = new Set();

@@ -14,7 +14,9 @@ export function policyMasker(source: PolicySource): TextMasker {
     const m = source.current().masking;
     if (m !== spec) {
       spec = m;
-      plain = { keep: m?.pan ?? 'last4', cardFields: m?.fields };
+      // A starred column's name is a card-data key too: `row_to_json(c)` and `json_build_object('cvv', cvv)` keep it starred.
+      const columns = (m?.columns ?? []).map((c) => c.slice(c.lastIndexOf('.') + 1)).filter((c) => c.length > 0);
+      plain = { keep: m?.pan ?? 'last4', cardFields: columns.length ? [...(m?.fields ?? []), ...columns] : m?.fields };
       zero = { ...plain, fill: '0' };
     }
   };

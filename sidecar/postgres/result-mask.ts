@@ -5,6 +5,14 @@
 // data cost one pass over their bytes and no allocation.
 
 import { B, ProtocolError, readCString } from './wire.js';
+import { BUILTIN_TYPES, V, typesOf } from './value-types.js';
+import type { TypeCatalog, TypeNode } from './value-types.js';
+import { UnmaskableError, maskBinaryValue, unmaskableMessage } from './binary-values.js';
+import { maskArrayLiteral, maskJsonText, maskTextValue } from './text-values.js';
+import { maskFloatText, maskNumberTextInPlace } from './number-mask.js';
+import { decodeNumeric as decodeNumericDigits, encodeNumeric as encodeNumericDigits } from './numeric.js';
+
+export { UnmaskableError } from './binary-values.js';
 
 /** What the proxy needs from the masker (core/mask). */
 export interface TextMasker {
@@ -38,40 +46,31 @@ export function mayHoldPan(buf: Buffer, start: number, end: number): boolean {
   return false;
 }
 
-// Type OIDs (pg_type.dat) the masker treats specially.
-const INT8 = 20;
-const NUMERIC = 1700;
-const JSON_OID = 114;
-const JSONB = 3802;
-const JSON_ARRAY = 199;
-const JSONB_ARRAY = 3807;
-const BYTEA = 17;
-/** Text output of these is digits only: masked digits become '0' so drivers still parse it. */
-const NUMBER_TYPES = new Set([20, 21, 23, 26, 700, 701, 1700, 790, 1016, 1005, 1007, 1231, 1021, 1022]);
-/** Binary output of these is their text (jsonb: version byte + text). */
-const BINARY_TEXT_TYPES = new Set([25, 1043, 1042, 19, 18, 114, 142, 705, 3802]);
-
 export const enum Col {
-  /** Nothing to do (binary fixed-width types that cannot hold 12 digits). */
+  /** Nothing to do (values that cannot hold 12 digits). */
   Skip,
+  /** Scanned for PANs and masked in place (text types in either format, bytea in binary). */
   Text,
+  /** int8/numeric/money text: digits masked as a number ('0' fill), in place. */
   NumberText,
+  /** float8 text: masked on its value (exponent notation), rewritten. */
+  FloatText,
   JsonText,
-  BinaryJsonb,
-  /** json[] / jsonb[] in text format: each element is a JSON document inside an array literal. */
-  JsonArrayText,
-  /** json[] / jsonb[] in binary format (array header, then json text or jsonb version byte + text). */
-  BinaryJsonArray,
-  BinaryInt8,
-  BinaryNumeric,
-  Star,
-  StarNumber,
-  StarBinary,
   /** bytea in hex text format (`\x3431…`): decoded, masked, re-encoded in place. */
   ByteaHex,
+  /** Arrays, records, uuid in text format: walked by type (plan.nodes). */
+  TextValue,
+  /** Any binary value walked by type (plan.nodes). */
+  Binary,
+  /** `spec.masking.columns` in text format: starred by type (plan.nodes). */
+  StarText,
+  /** `spec.masking.columns` in binary format: starred by type (plan.nodes). */
+  StarBinary,
 }
 
 export interface ColumnInfo {
+  /** The output name (as RowDescription gives it). */
+  name?: string;
   tableOid: number;
   column: number;
   typeOid: number;
@@ -82,6 +81,15 @@ export interface RowPlan {
   cols: Col[];
   /** Some column must be looked at even when the byte scan finds no digit run. */
   always: boolean;
+  /** Per column, its type (for TextValue, Binary, StarText, StarBinary). */
+  nodes?: (TypeNode | undefined)[];
+  types?: TypeCatalog;
+  /**
+   * Set when a column is asked for in binary format and its type cannot be decoded for
+   * masking: the message for the client (it names the type and says "use text format").
+   * Such a result is never forwarded (maskDataRow throws).
+   */
+  unmaskable?: string;
 }
 
 /** Parses RowDescription into column infos (formats as the server reported them). */
@@ -91,10 +99,10 @@ export function parseRowDescription(buf: Buffer, start: number, end: number): Co
   p += 2;
   const cols: ColumnInfo[] = new Array(n);
   for (let i = 0; i < n; i++) {
-    const [, next] = readCString(buf, p, end);
+    const [name, next] = readCString(buf, p, end);
     p = next;
     if (p + 18 > end) throw new ProtocolError('truncated RowDescription');
-    cols[i] = { tableOid: buf.readUInt32BE(p), column: buf.readInt16BE(p + 4), typeOid: buf.readUInt32BE(p + 6), format: buf.readInt16BE(p + 16) };
+    cols[i] = { name, tableOid: buf.readUInt32BE(p), column: buf.readInt16BE(p + 4), typeOid: buf.readUInt32BE(p + 6), format: buf.readInt16BE(p + 16) };
     p += 18;
   }
   return cols;
@@ -102,48 +110,87 @@ export function parseRowDescription(buf: Buffer, start: number, end: number): Co
 
 /**
  * The per-column work for a result. `formats` (from the client's Bind) override the
- * RowDescription's; `starred` holds `tableOid:column` keys of `spec.masking.columns`.
+ * RowDescription's; `starred` holds `tableOid:column` keys of `spec.masking.columns`
+ * (a MaskingCatalog also carries the connection's user types); `derived` marks result
+ * columns computed from a starred column (an expression the server gives no table for).
  */
-export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starred: ReadonlySet<string>): RowPlan {
+export function planRow(cols: ColumnInfo[], formats: number[] | undefined, starred: ReadonlySet<string>, derived?: readonly boolean[]): RowPlan {
   let always = false;
-  const plan = cols.map((c, i) => {
+  let unmaskable: string | undefined;
+  const types = typesOf(starred);
+  const nodes: (TypeNode | undefined)[] = new Array(cols.length);
+  const plan = cols.map((c, i): Col => {
     const fmt = formats === undefined ? c.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0] : formats[i] ?? 0;
-    const number = NUMBER_TYPES.has(c.typeOid);
-    if (starred.size && c.tableOid && starred.has(`${c.tableOid}:${c.column}`)) {
-      always = true;
-      return fmt === 1 ? Col.StarBinary : number ? Col.StarNumber : Col.Star;
-    }
+    const n = types.node(c.typeOid);
+    nodes[i] = n;
+    const star = (derived?.[i] ?? false) || (starred.size > 0 && c.tableOid !== 0 && starred.has(`${c.tableOid}:${c.column}`));
     if (fmt === 1) {
-      if (c.typeOid === INT8) return (always = true), Col.BinaryInt8;
-      if (c.typeOid === NUMERIC) return (always = true), Col.BinaryNumeric;
-      // JSON is always parsed: a card-data key (cvv) needs no digit run to be masked.
-      if (c.typeOid === JSONB) return (always = true), Col.BinaryJsonb;
-      if (c.typeOid === JSON_OID) return (always = true), Col.JsonText;
-      if (c.typeOid === JSON_ARRAY || c.typeOid === JSONB_ARRAY) return (always = true), Col.BinaryJsonArray;
-      // Unknown binary types are scanned as bytes: an ASCII PAN inside is still found.
-      return BINARY_TEXT_TYPES.has(c.typeOid) ? Col.Text : Col.Text;
+      if (!n || n.v === V.Unknown) {
+        unmaskable ??= unmaskableMessage(`OID ${c.typeOid}`);
+        return Col.Skip;
+      }
+      always = true;
+      if (star) return Col.StarBinary;
+      if (n.v === V.Text || n.v === V.Bytea) return Col.Text;
+      if (n.v === V.ShortNumber || n.v === V.Harmless) return Col.Skip;
+      return Col.Binary;
     }
-    if (c.typeOid === JSON_OID || c.typeOid === JSONB) return (always = true), Col.JsonText;
-    if (c.typeOid === JSON_ARRAY || c.typeOid === JSONB_ARRAY) return (always = true), Col.JsonArrayText;
-    if (c.typeOid === BYTEA) return (always = true), Col.ByteaHex;
-    return number ? Col.NumberText : Col.Text;
+    if (star) return (always = true), Col.StarText;
+    if (!n) return Col.Text;
+    if (n.textAlways) always = true;
+    switch (n.v) {
+      case V.Int8:
+      case V.Xid8:
+      case V.Numeric:
+      case V.Money:
+        return Col.NumberText;
+      case V.Float8:
+        return Col.FloatText;
+      case V.ShortNumber:
+        return Col.Skip;
+      case V.Json:
+      case V.Jsonb:
+        return Col.JsonText;
+      case V.Bytea:
+        return Col.ByteaHex;
+      case V.Uuid:
+      case V.Array:
+      case V.Record:
+        return Col.TextValue;
+      default:
+        return Col.Text;
+    }
   });
-  return { cols: plan, always };
+  const p: RowPlan = { cols: plan, always, nodes, types };
+  if (unmaskable) p.unmaskable = unmaskable;
+  return p;
 }
 
 /** A plan for rows whose description is unknown: every value is scanned as text. */
 export const UNKNOWN_ROW: RowPlan = { cols: [], always: false };
 
 /**
- * Masks one DataRow frame [start, end) of `buf`. Text values are masked in place
- * (same length: the frame is forwarded as it is, only bytes changed). Returns a
- * replacement frame only when a value changed length (JSON, binary numbers).
+ * The plan for a portal whose column types are unknown: text results are scanned as
+ * text; a result with any binary column cannot be masked and is never forwarded.
+ */
+export function planUnknown(formats: readonly number[] | undefined): RowPlan {
+  if (!formats || !formats.includes(1)) return UNKNOWN_ROW;
+  return { cols: [], always: true, unmaskable: 'agentgate: the result types of this statement are unknown, so its binary results cannot be checked for card data; use text format' };
+}
+
+/**
+ * Masks one DataRow frame [start, end) of `buf`. Same-length changes are made in place
+ * (the frame is forwarded as it is, only bytes changed). Returns a replacement frame
+ * only when a value changed length or became NULL (JSON, numerics, starred values).
+ * Throws UnmaskableError for a binary value that cannot be decoded: never forwarded.
  */
 export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPlan, masker: TextMasker): Buffer | undefined {
+  if (plan.unmaskable) throw new UnmaskableError(plan.unmaskable);
   if (!plan.always && !mayHoldPan(buf, start + 7, end)) return undefined;
   const n = buf.readInt16BE(start + 5);
+  if (plan.cols.length !== 0 && plan.cols.length !== n) throw new ProtocolError(`DataRow has ${n} values, its description ${plan.cols.length}`);
   let p = start + 7;
-  let replaced: (Buffer | undefined)[] | undefined;
+  let replaced: (Buffer | null | undefined)[] | undefined;
   for (let i = 0; i < n; i++) {
     if (p + 4 > end) throw new ProtocolError('truncated DataRow');
     const len = buf.readInt32BE(p);
@@ -151,14 +198,29 @@ export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPl
     if (len < 0) continue;
     if (p + len > end) throw new ProtocolError('truncated DataRow');
     const kind = i < plan.cols.length ? plan.cols[i] : Col.Text;
-    if (kind === Col.Text || kind === Col.NumberText) {
-      if (mayHoldPan(buf, p, p + len)) masker.maskInPlace(buf, p, p + len, kind === Col.NumberText ? '0' : undefined);
-    } else if (kind === Col.ByteaHex) {
-      maskByteaHex(buf, p, p + len, masker);
-    } else if (kind !== Col.Skip) {
-      const r = maskValue(buf, p, p + len, kind, masker);
-      if (r !== undefined) (replaced ??= new Array<Buffer | undefined>(n))[i] = r;
+    let r: Buffer | null | undefined;
+    switch (kind) {
+      case Col.Skip:
+        break;
+      case Col.Text:
+        if (mayHoldPan(buf, p, p + len)) masker.maskInPlace(buf, p, p + len);
+        break;
+      case Col.NumberText:
+        maskNumberTextInPlace(buf, p, p + len, masker);
+        break;
+      case Col.ByteaHex:
+        maskByteaHex(buf, p, p + len, masker);
+        break;
+      case Col.Binary:
+        r = maskBinaryValue(buf, p, p + len, plan.nodes![i]!, false, plan.types!, masker);
+        break;
+      case Col.StarBinary:
+        r = maskBinaryValue(buf, p, p + len, plan.nodes![i]!, true, plan.types!, masker);
+        break;
+      default:
+        r = maskTextColumn(buf, p, p + len, kind, plan.nodes?.[i], masker);
     }
+    if (r !== undefined) (replaced ??= new Array<Buffer | null | undefined>(n))[i] = r;
     p += len;
   }
   if (!replaced) return undefined;
@@ -169,7 +231,8 @@ export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPl
   for (let i = 0; i < n; i++) {
     const len = buf.readInt32BE(p);
     p += 4;
-    const v = len < 0 ? null : replaced[i] ?? buf.subarray(p, p + len);
+    const r = replaced[i];
+    const v = len < 0 ? null : r !== undefined ? r : buf.subarray(p, p + len);
     if (len > 0) p += len;
     values.push(v);
     size += 4 + (v ? v.length : 0);
@@ -192,58 +255,28 @@ export function maskDataRow(buf: Buffer, start: number, end: number, plan: RowPl
   return msg;
 }
 
-function maskValue(buf: Buffer, start: number, end: number, kind: Col, masker: TextMasker): Buffer | undefined {
-  switch (kind) {
-    case Col.Skip:
-      return undefined;
-    case Col.Text:
-    case Col.NumberText:
-    case Col.JsonText: {
-      if (!mayHoldPan(buf, start, end) && kind !== Col.JsonText) return undefined;
-      const text = buf.toString('utf8', start, end);
-      const masked = kind === Col.JsonText ? maskJsonSafe(text, masker) : masker.maskText(text, kind === Col.NumberText ? '0' : undefined);
-      return masked === text ? undefined : Buffer.from(masked, 'utf8');
-    }
-    case Col.BinaryJsonb: {
-      const text = buf.toString('utf8', start + 1, end);
-      const masked = maskJsonSafe(text, masker);
-      return masked === text ? undefined : Buffer.concat([buf.subarray(start, start + 1), Buffer.from(masked, 'utf8')]);
-    }
-    case Col.JsonArrayText: {
-      const text = buf.toString('utf8', start, end);
-      const masked = maskJsonArrayLiteral(text, masker);
-      return masked === text ? undefined : Buffer.from(masked, 'utf8');
-    }
-    case Col.BinaryJsonArray:
-      return maskBinaryJsonArray(buf, start, end, masker);
-    case Col.BinaryInt8: {
-      if (end - start !== 8) return undefined;
-      const v = buf.readBigInt64BE(start);
-      const text = v.toString();
-      const masked = masker.maskText(text, '0');
-      if (masked === text) return undefined;
-      const b = Buffer.allocUnsafe(8);
-      b.writeBigInt64BE(BigInt(masked));
-      return b;
-    }
-    case Col.BinaryNumeric: {
-      const text = decodeNumeric(buf, start, end);
-      if (text === undefined) return undefined;
-      const masked = masker.maskText(text, '0');
-      return masked === text ? undefined : encodeNumeric(masked, buf.readInt16BE(start + 6));
-    }
-    case Col.Star: {
-      const text = buf.toString('utf8', start, end);
-      return Buffer.from('*'.repeat([...text].length), 'utf8');
-    }
-    case Col.StarNumber: {
-      const b = Buffer.from(buf.subarray(start, end));
-      for (let i = 0; i < b.length; i++) if (b[i] >= 0x30 && b[i] <= 0x39) b[i] = 0x30;
-      return b;
-    }
-    case Col.StarBinary:
-      return Buffer.alloc(end - start);
+/** Text-format values that may change length: rewritten as a new buffer (null: send NULL). */
+function maskTextColumn(buf: Buffer, start: number, end: number, kind: Col, n: TypeNode | undefined, masker: TextMasker): Buffer | null | undefined {
+  if (kind === Col.FloatText || (kind === Col.TextValue && !n?.textAlways)) {
+    if (!mayHoldPan(buf, start, end)) return undefined;
   }
+  const text = buf.toString('utf8', start, end);
+  let masked: string | null;
+  switch (kind) {
+    case Col.FloatText:
+      masked = maskFloatText(text, masker);
+      break;
+    case Col.JsonText:
+      masked = maskJsonText(text, masker);
+      break;
+    case Col.StarText:
+      masked = maskTextValue(text, n, true, masker);
+      break;
+    default:
+      masked = maskTextValue(text, n, false, masker);
+  }
+  if (masked === null) return null;
+  return masked === text ? undefined : Buffer.from(masked, 'utf8');
 }
 
 /** `\x` + hex: the bytes may hold a PAN as ASCII; masked bytes are written back as hex (same length). */
@@ -258,144 +291,27 @@ function maskByteaHex(buf: Buffer, start: number, end: number, masker: TextMaske
   if (masker.maskInPlace(raw, 0, raw.length) > 0) buf.write(raw.toString('hex'), start + 2, 'latin1');
 }
 
-// JSON that fails to parse (it is always valid from the server, but a json column
-// keeps the input text as-is) is still masked as plain text.
-function maskJsonSafe(text: string, masker: TextMasker): string {
-  try {
-    return masker.maskJson(text);
-  } catch {
-    return masker.maskText(text);
-  }
-}
-
-/**
- * A json[]/jsonb[] array literal (`{"{\"cvv\": \"123\"}",NULL}`, any dimensions): every
- * element is unquoted, masked as JSON and quoted again (so card-data keys are starred
- * as in a json column). Text the walk cannot follow (never produced by array_out) is
- * masked as plain text: PANs are still found.
- */
+/** A json[]/jsonb[] array literal with every element masked as JSON (card-data keys starred). */
 export function maskJsonArrayLiteral(text: string, masker: TextMasker): string {
-  let i = 0;
-  let out = '';
-  // Optional dimension decoration: [1:2]={...}
-  if (text[0] === '[') {
-    const eq = text.indexOf('=');
-    if (eq < 0) return masker.maskText(text);
-    out = text.slice(0, eq + 1);
-    i = eq + 1;
-  }
-  let changed = false;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '{' || c === '}' || c === ',' || c === ' ') {
-      out += c;
-      i++;
-      continue;
-    }
-    let element: string;
-    if (c === '"') {
-      let j = i + 1;
-      element = '';
-      while (j < text.length && text[j] !== '"') {
-        if (text[j] === '\\') j++;
-        element += text[j] ?? '';
-        j++;
-      }
-      if (j >= text.length) return masker.maskText(text);
-      i = j + 1;
-    } else {
-      let j = i;
-      while (j < text.length && text[j] !== ',' && text[j] !== '}') j++;
-      element = text.slice(i, j);
-      i = j;
-      if (element === 'NULL') {
-        out += element;
-        continue;
-      }
-    }
-    const masked = maskJsonSafe(element, masker);
-    if (masked !== element) changed = true;
-    out += '"' + masked.replace(/[\\"]/g, (m) => '\\' + m) + '"';
-  }
-  return changed ? out : text;
+  return maskArrayLiteral(text, BUILTIN_TYPES.node(3802), false, masker);
 }
 
-/** Binary array of json/jsonb: ndim, flags, element OID, (size, lower bound) per dimension, then (length, bytes) per element. */
-function maskBinaryJsonArray(buf: Buffer, start: number, end: number, masker: TextMasker): Buffer | undefined {
-  if (end - start < 12) return undefined;
-  const ndim = buf.readInt32BE(start);
-  const elemType = buf.readUInt32BE(start + 8);
-  if (ndim < 0 || ndim > 6 || (elemType !== JSON_OID && elemType !== JSONB)) return undefined;
-  let p = start + 12 + ndim * 8;
-  if (p > end) throw new ProtocolError('truncated array value');
-  const parts: Buffer[] = [buf.subarray(start, p)];
-  let changed = false;
-  while (p < end) {
-    if (p + 4 > end) throw new ProtocolError('truncated array value');
-    const len = buf.readInt32BE(p);
-    p += 4;
-    if (len < 0) {
-      parts.push(buf.subarray(p - 4, p));
-      continue;
-    }
-    if (p + len > end) throw new ProtocolError('truncated array value');
-    const r = maskValue(buf, p, p + len, elemType === JSONB ? Col.BinaryJsonb : Col.JsonText, masker);
-    if (r) {
-      changed = true;
-      const l = Buffer.allocUnsafe(4);
-      l.writeInt32BE(r.length);
-      parts.push(l, r);
-    } else parts.push(buf.subarray(p - 4, p + len));
-    p += len;
-  }
-  return changed ? Buffer.concat(parts) : undefined;
-}
-
-/** Binary numeric: ndigits, weight, sign, dscale, then base-10000 digits. */
+/** Binary numeric as decimal text, or undefined for NaN and ±Infinity. */
 export function decodeNumeric(buf: Buffer, start: number, end: number): string | undefined {
-  if (end - start < 8) return undefined;
-  const ndigits = buf.readInt16BE(start);
-  const weight = buf.readInt16BE(start + 2);
-  const sign = buf.readUInt16BE(start + 4);
-  const dscale = buf.readInt16BE(start + 6);
-  if (sign === 0xc000 || sign === 0xd000 || sign === 0xf000) return undefined; // NaN, ±Infinity
-  if (end - start !== 8 + ndigits * 2) return undefined;
-  let intPart = '';
-  let frac = '';
-  for (let i = 0; i < ndigits; i++) {
-    const d = buf.readInt16BE(start + 8 + i * 2).toString().padStart(4, '0');
-    if (i <= weight) intPart += d;
-    else frac += d;
+  let d;
+  try {
+    d = decodeNumericDigits(buf, start, end);
+  } catch {
+    return undefined;
   }
-  for (let i = ndigits; i <= weight; i++) intPart += '0000';
-  if (weight < -1) frac = '0000'.repeat(-weight - 1) + frac;
-  intPart = intPart.replace(/^0+/, '') || '0';
-  frac = frac.padEnd(dscale, '0').slice(0, dscale);
-  return (sign === 0x4000 ? '-' : '') + intPart + (dscale > 0 ? '.' + frac : '');
+  if (!d) return undefined;
+  return (d.negative ? '-' : '') + (d.int || '0') + (d.dscale > 0 ? '.' + d.frac : '');
 }
 
 export function encodeNumeric(text: string, dscale: number): Buffer {
   const neg = text.startsWith('-');
   const [ip, fp = ''] = (neg ? text.slice(1) : text).split('.');
-  const intDigits = ip.replace(/^0+/, '');
-  const padInt = intDigits.padStart(Math.ceil(intDigits.length / 4) * 4, '0');
-  const padFrac = fp.padEnd(Math.ceil(fp.length / 4) * 4, '0');
-  const groups: number[] = [];
-  for (let i = 0; i < padInt.length; i += 4) groups.push(Number(padInt.slice(i, i + 4)));
-  let weight = groups.length - 1;
-  for (let i = 0; i < padFrac.length; i += 4) groups.push(Number(padFrac.slice(i, i + 4)));
-  while (groups.length && groups[groups.length - 1] === 0) groups.pop();
-  while (groups.length && groups[0] === 0) {
-    groups.shift();
-    weight--;
-  }
-  const b = Buffer.alloc(8 + groups.length * 2);
-  b.writeInt16BE(groups.length, 0);
-  b.writeInt16BE(groups.length ? weight : 0, 2);
-  b.writeUInt16BE(neg ? 0x4000 : 0, 4);
-  b.writeInt16BE(dscale, 6);
-  groups.forEach((g, i) => b.writeInt16BE(g, 8 + i * 2));
-  return b;
+  return encodeNumericDigits(neg, ip, fp, dscale);
 }
 
 /** ErrorResponse / NoticeResponse: every field value masked. */

@@ -25,8 +25,11 @@ import type { PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
 import { sessionParameterProblem } from '../../core/sql/index.js';
 import type { SqlClassifier, Verdict } from './decide.js';
-import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
+import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow, planUnknown } from './result-mask.js';
 import type { ColumnInfo, RowPlan, TextMasker } from './result-mask.js';
+import { derivedColumns } from './provenance.js';
+import { copyOutMasker } from './copy-mask.js';
+import type { CopyOutMasker } from './copy-mask.js';
 import type { BoundMetrics } from './metrics.js';
 import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
 
@@ -147,6 +150,7 @@ export class Session {
   /** Row shape for DataRows in a simple query (set by each RowDescription). */
   private queryPlan: RowPlan = UNKNOWN_ROW;
   private inCopyOut = false;
+  private copyMask?: CopyOutMasker;
   /** The COPY OUT in progress is text or CSV (not binary). */
   private copyText = true;
   private status = 0x49; // 'I'
@@ -601,7 +605,7 @@ export class Session {
         return maskDataRow(buf, start, end, plan, this.ctx.masker);
       }
       case B.CopyData:
-        return this.inCopyOut ? maskCopyData(buf, start, end, this.ctx.masker, this.copyText) : undefined;
+        return this.inCopyOut ? (this.copyMask ? this.copyMask.mask(buf, start, end) : maskCopyData(buf, start, end, this.ctx.masker, this.copyText)) : undefined;
       case B.CommandComplete:
         this.inCopyOut = false;
         if (head?.k === K.Execute) this.finishExpect(undefined);
@@ -633,12 +637,12 @@ export class Session {
         } else if (head?.k === K.DescribePortal) {
           const p = this.portals.get(head.name);
           if (p) {
-            p.plan = planRow(cols, undefined, this.ctx.starred);
+            p.plan = planRow(cols, undefined, this.ctx.starred, derivedColumns(p.stmt?.sql, 0, this.ctx.starred, cols));
             if (p.stmt && !p.stmt.fields) p.stmt.fields = cols;
           }
           this.expect.shift();
         } else {
-          this.queryPlan = planRow(cols, undefined, this.ctx.starred);
+          this.queryPlan = planRow(cols, undefined, this.ctx.starred, derivedColumns(head?.unit?.sql, head?.unit?.part ?? 0, this.ctx.starred, cols));
         }
         return undefined;
       }
@@ -663,6 +667,7 @@ export class Session {
       case B.CopyBothResponse:
         this.inCopyOut = true;
         this.copyText = buf[start + 5] === 0;
+        this.copyMask = copyOutMasker(buf, start, head?.unit?.sql, head?.unit?.part ?? 0, this.ctx.starred, this.ctx.masker);
         return undefined;
       case B.ParameterStatus: {
         const [name, p1] = readCString(buf, start + 5, end);
@@ -723,8 +728,8 @@ export class Session {
     // A Describe of the portal gave the exact shape; else the statement's columns with the Bind formats.
     if (p.plan) return p.plan;
     const fields = p.stmt?.fields;
-    if (!fields) return p.plan ?? UNKNOWN_ROW;
-    return (p.plan = planRow(fields, p.formats, this.ctx.starred));
+    if (!fields) return planUnknown(p.formats);
+    return (p.plan = planRow(fields, p.formats, this.ctx.starred, derivedColumns(p.stmt?.sql, 0, this.ctx.starred, fields)));
   }
 
   // --- writing, closing ------------------------------------------------------------
