@@ -354,7 +354,7 @@ export class Session {
     this.countStatement(verdict);
     const unit = this.newUnit(sql, verdict);
     this.finishUnit(unit, verdict.error!.code);
-    t.push({ k: K.Parse, name, effects: 0 });
+    t.willFail({ k: K.Parse, name, effects: 0 });
     return parseMessage(name, this.refuse(verdict.error!));
   }
 
@@ -425,7 +425,7 @@ export class Session {
     this.countStatement(verdict);
     const t = this.tracker;
     if (!verdict.forward) {
-      t.push({ k: K.Refusal, name: portalName, unit, effects: 0 });
+      t.willFail({ k: K.Refusal, name: portalName, unit, effects: 0 });
       return describeMessage('S', this.refuse(verdict.error!));
     }
     // Text results of an undescribed portal: the proxy's own Describe goes just before,
@@ -443,7 +443,7 @@ export class Session {
   private refuseMessage(verdict: Verdict, what: string): Buffer {
     const unit = this.newUnit(what, verdict);
     this.countStatement(verdict);
-    this.tracker.push({ k: K.Refusal, name: '', unit, effects: 0 });
+    this.tracker.willFail({ k: K.Refusal, name: '', unit, effects: 0 });
     return describeMessage('S', this.refuse(verdict.error!));
   }
 

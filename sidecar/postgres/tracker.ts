@@ -245,6 +245,15 @@ export class Tracker<U = unknown> {
     return out;
   }
 
+  /**
+   * The proxy sent a message that fails for certain (a refusal marker) in the extended
+   * protocol: the server skips everything after it up to Sync, as after its own error.
+   */
+  willFail(e: Expect<U>): void {
+    this.pending.push(e);
+    this.skipping = true;
+  }
+
   /** The client sent Sync: the server stops skipping there. */
   synced(): void {
     this.skipping = false;

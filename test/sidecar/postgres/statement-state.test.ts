@@ -31,6 +31,16 @@ spec:
       approval: { mode: wait, waitSeconds: 2 }
 `;
 
+/** Audit events matching `pred`, once the writer (which appends asynchronously) has written at least one. */
+async function audited(file: string, pred: (e: Record<string, any>) => boolean): Promise<Record<string, any>[]> {
+  for (let i = 0; i < 100; i++) {
+    const found = readAudit(file).filter(pred);
+    if (found.length) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return [];
+}
+
 const APPROVAL_REFUSED = /^agentgate: approval required by rule "deletes-need-a-human", but no decision could be obtained: /;
 
 describe('PostgreSQL proxy: prepared statements and portals follow the server (real cluster)', function () {
@@ -69,8 +79,8 @@ describe('PostgreSQL proxy: prepared statements and portals follow the server (r
       expect(errs[0].code).to.equal('42501');
       expect(errs[0].message).to.match(APPROVAL_REFUSED);
       expect(await victims()).to.deep.equal([1, 2, 3]);
-      const audited = readAudit(h.auditFile).filter((e) => e.statement === 'delete from victims');
-      expect(audited.map((e) => e.decision.action)).to.include('approve');
+      const deletes = await audited(h.auditFile, (e) => e.statement === 'delete from victims');
+      expect(deletes.map((e) => e.decision.action)).to.include('approve');
       expect(readAudit(h.auditFile).some((e) => e.statement === 'select 1' && e.decision.action === 'allow')).to.equal(false);
     });
 
@@ -116,7 +126,7 @@ describe('PostgreSQL proxy: prepared statements and portals follow the server (r
       expect(names(run)).to.include('bindComplete');
       expect(errorsOf(run)[0].message).to.match(APPROVAL_REFUSED);
       expect(await victims()).to.deep.equal([1, 2, 3]);
-      const events = readAudit(h.auditFile).filter((e) => e.statement === doInsert && e.event === undefined && e.verb !== 'parse');
+      const events = await audited(h.auditFile, (e) => e.statement === doInsert);
       expect(events.some((e) => e.decision.action === 'approve')).to.equal(true);
     });
 
@@ -225,7 +235,10 @@ describe('PostgreSQL proxy: prepared statements and portals follow the server (r
         serialize.sync(),
       ]);
       await c.batch([serialize.query('select 1')]);
-      const events = readAudit(h.auditFile).slice(before).filter((e) => e.statement === 'select 41 as n');
+      // The writer appends to the file asynchronously.
+      const ran = () => readAudit(h.auditFile).slice(before).filter((e) => e.statement === 'select 41 as n');
+      for (let i = 0; i < 100 && ran().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      const events = ran();
       expect(events.map((e) => [e.decision.action, e.rows])).to.deep.equal([
         ['allow', 1],
         ['allow', 1],
