@@ -25,8 +25,8 @@
 import type net from 'node:net';
 import crypto from 'node:crypto';
 import type { Identity } from '../../core/identity.js';
-import type { AuditEventInput, AuditSink } from '../../core/audit/types.js';
-import type { PgRequest, Policy, PolicySource } from '../../core/policy/types.js';
+import type { AuditSink } from '../../core/audit/types.js';
+import type { PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
 import {
   B,
@@ -51,12 +51,16 @@ import {
 } from './wire.js';
 import type { PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
+import { AUDIT_DOWN, FUNCTION_CALL, SETTINGS_IN_DOUBT, cannotMask, noPortal, noStatement, statementExists, statementMayExist } from './refusals.js';
+import { Outbox } from './outbox.js';
 import { sessionParameterProblem } from '../../core/sql/index.js';
 import type { SqlClassifier, Verdict } from './decide.js';
 import { UNKNOWN_ROW, maskCopyData, maskDataRow, maskFieldsMessage, maskNotification, parseRowDescription, planRow } from './result-mask.js';
 import type { RowPlan, TextMasker } from './result-mask.js';
 import type { BoundMetrics } from './metrics.js';
 import type { AbortCause, ApprovalOutcome, ApprovalRecord, PgApprovalGate } from './approval-gate.js';
+import { StatementLog } from './statement-log.js';
+import type { Unit } from './statement-log.js';
 import { ABSENT, Desync, K, Tracker, UNKNOWN, WAIT, namespaceEffects } from './tracker.js';
 import type { Expect, Portal, Stmt } from './tracker.js';
 
@@ -88,21 +92,6 @@ export interface SessionContext {
 /** A row plan that may say a requested binary column cannot be masked (result-mask.ts sets it). */
 type MaskPlan = RowPlan & { unmaskable?: string };
 
-interface Unit {
-  sql: string;
-  verdict: Verdict;
-  /** performance.now() at arrival (a double: no BigInt per statement). */
-  startT: number;
-  startMs: number;
-  rows: number;
-  sqlstate?: string;
-  bytesIn0: number;
-  bytesOut0: number;
-  /** Multi-statement query: per statement, its rows, end time and error, in order. */
-  parts?: { rows: number; endT?: number; sqlstate?: string }[];
-  part: number;
-  approval?: ApprovalRecord;
-}
 
 type Entry = Expect<Unit>;
 
@@ -143,6 +132,7 @@ export class Session {
   private readonly clientReader: FrameReader;
   private readonly serverReader = new FrameReader(0x7fffffff);
   private readonly tracker = new Tracker<Unit>();
+  private readonly record: StatementLog;
   private denials: Denial[] = [];
   private readonly nonce = crypto.randomBytes(6).toString('hex');
   private markerSeq = 0;
@@ -151,14 +141,11 @@ export class Session {
   private inCopyOut = false;
   /** The COPY OUT in progress is text or CSV (not binary). */
   private copyText = true;
-  private bytesIn = 0;
-  private bytesOut = 0;
   private draining = false;
   private closed = false;
   private paused: Pause | undefined;
   /** The server sent its own FATAL: it closes next, and the client has been told why. */
   private serverFatal = false;
-  private readonly openedMs = Date.now();
   /**
    * Set once the server reports a setting under which the classifier reads SQL text
    * differently (sessionParameterProblem): from then on every statement is refused.
@@ -176,6 +163,7 @@ export class Session {
     private readonly ctx: SessionContext,
   ) {
     this.clientReader = new FrameReader(ctx.maxMessageBytes, isFrontendType);
+    this.record = new StatementLog(ctx);
   }
 
   start(clientRest: Buffer, serverRest: Buffer): void {
@@ -187,7 +175,7 @@ export class Session {
     this.server.on('error', (e) => this.serverGone(`server connection error: ${e.message}`));
     this.client.on('close', () => this.close('client connection closed'));
     this.server.on('close', () => this.serverGone('server connection closed'));
-    this.audit('connection-start');
+    this.record.event('connection-start');
     for (const [name, value] of this.ctx.serverParameters) this.noteParameter(name, value);
     if (serverRest.length) this.onServerData(serverRest);
     if (clientRest.length) this.onClientData(clientRest);
@@ -225,7 +213,7 @@ export class Session {
 
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
-    this.bytesIn += chunk.length;
+    this.record.bytesIn += chunk.length;
     const ob = this.toServer;
     ob.reset();
     let data: Buffer;
@@ -236,7 +224,7 @@ export class Session {
     }
     if (ob.finish(data) && !this.closed) this.send(this.server, this.client, ob.out);
     ob.out.length = 0;
-    if (this.auditQueue.length) this.flushAudit();
+    if (this.record.queued) this.record.flush();
   }
 
   private readonly toServer = new Outbox();
@@ -305,8 +293,8 @@ export class Session {
         // The fast-path interface calls any function by OID, out of sight of the SQL
         // classifier (lo_export, pg_read_file, …): refused.
         const verdict = FUNCTION_CALL;
-        const unit = this.newUnit('<fast-path function call>', verdict);
-        this.countStatement(verdict);
+        const unit = this.record.unit('<fast-path function call>', verdict);
+        this.record.count(verdict);
         t.push({ k: K.Function, name: '', unit, effects: 0 });
         return queryMessage(this.refuse(verdict.error!));
       }
@@ -351,9 +339,9 @@ export class Session {
       return undefined;
     }
     // A refused Parse is recorded now: no Execute of it will ever run.
-    this.countStatement(verdict);
-    const unit = this.newUnit(sql, verdict);
-    this.finishUnit(unit, verdict.error!.code);
+    this.record.count(verdict);
+    const unit = this.record.unit(sql, verdict);
+    this.record.finish(unit, verdict.error!.code);
     t.willFail({ k: K.Parse, name, effects: 0 });
     return parseMessage(name, this.refuse(verdict.error!));
   }
@@ -401,7 +389,7 @@ export class Session {
     const unmaskable = (this.planOf(portal) as MaskPlan | undefined)?.unmaskable;
     if (unmaskable) return this.refuseMessage(cannotMask(unmaskable), stmt.sql);
     // Decided again at each Execute: a policy reloaded since Parse applies now.
-    const verdict = this.unreadable ?? (this.auditUsable() ? this.executeVerdict(stmt) : AUDIT_DOWN);
+    const verdict = this.unreadable ?? (this.record.usable() ? this.executeVerdict(stmt) : AUDIT_DOWN);
     const frame = buf.subarray(start, end);
     if (this.needsApproval(verdict)) {
       return this.startHold({ k: K.Execute, sql: stmt.sql + (portal.params ?? ''), stmtSql: stmt.sql, verdict, frame: Buffer.from(frame), portalName, portal });
@@ -410,9 +398,9 @@ export class Session {
   }
 
   private admitQuery(sql: string, verdict: Verdict, approval?: ApprovalRecord): Buffer | undefined {
-    const unit = this.newUnit(sql, verdict);
+    const unit = this.record.unit(sql, verdict);
     unit.approval = approval;
-    this.countStatement(verdict);
+    this.record.count(verdict);
     this.tracker.push({ k: K.Query, name: '', unit, effects: verdict.forward ? namespaceEffects(sql) : 0 });
     if (verdict.forward) return undefined;
     return queryMessage(this.refuse(verdict.error!));
@@ -420,9 +408,9 @@ export class Session {
 
   /** Forwards an Execute (`frame`) or its refusal; returns what replaces the frame, if anything. */
   private admitExecute(portalName: string, portal: Portal, verdict: Verdict, frame: Buffer, approval?: ApprovalRecord): Buffer | undefined {
-    const unit = this.newUnit(portal.stmt.sql, verdict);
+    const unit = this.record.unit(portal.stmt.sql, verdict);
     unit.approval = approval;
-    this.countStatement(verdict);
+    this.record.count(verdict);
     const t = this.tracker;
     if (!verdict.forward) {
       t.willFail({ k: K.Refusal, name: portalName, unit, effects: 0 });
@@ -441,8 +429,8 @@ export class Session {
 
   /** Replaces a client message the proxy refuses (Bind, Describe, Execute) by a Describe that fails with the marker; recorded like a statement. */
   private refuseMessage(verdict: Verdict, what: string): Buffer {
-    const unit = this.newUnit(what, verdict);
-    this.countStatement(verdict);
+    const unit = this.record.unit(what, verdict);
+    this.record.count(verdict);
     this.tracker.willFail({ k: K.Refusal, name: '', unit, effects: 0 });
     return describeMessage('S', this.refuse(verdict.error!));
   }
@@ -530,7 +518,7 @@ export class Session {
       return this.clientFailed(err);
     }
     if (out.length && !this.closed) this.send(this.server, this.client, out);
-    if (this.auditQueue.length) this.flushAudit();
+    if (this.record.queued) this.record.flush();
   }
 
   /** Holds a Query or Execute while the approval service decides; returns null (nothing forwarded now). */
@@ -573,11 +561,11 @@ export class Session {
     };
     if (this.closed || this.tracker.skipping) {
       // The client left while it waited, or an earlier message failed so the server skips this one: the statement never ran; record that.
-      const unit = this.newUnit(hold.stmtSql, { ...verdict, forward: false });
+      const unit = this.record.unit(hold.stmtSql, { ...verdict, forward: false });
       unit.approval = outcome.approval;
-      this.countStatement(verdict);
-      this.finishUnit(unit, '57014');
-      if (this.closed) return void this.flushAudit();
+      this.record.count(verdict);
+      this.record.finish(unit, '57014');
+      if (this.closed) return void this.record.flush();
       return this.resume(pause.queue, []);
     }
     const first =
@@ -601,7 +589,7 @@ export class Session {
 
   private decide(sql: string): Verdict {
     if (this.unreadable) return this.unreadable;
-    if (!this.auditUsable()) return AUDIT_DOWN;
+    if (!this.record.usable()) return AUDIT_DOWN;
     return decideSql(sql, this.ctx.connection, this.ctx.identity, this.ctx.classifier, this.ctx.policy);
   }
 
@@ -629,14 +617,14 @@ export class Session {
       `the server reports ${name} = ${value} for this session; ${problem}, so every statement of this session is refused: reconnect with the default setting (and remove any ALTER ROLE/DATABASE … SET ${name})`,
     );
     this.ctx.log.warn({ connection: this.ctx.connection, parameter: name, value }, 'session left the settings the SQL classifier reads under; refusing its statements');
-    this.audit('session-parameter-refused', { sqlstate: '42501', detail: problem });
+    this.record.event('session-parameter-refused', { sqlstate: '42501', detail: problem });
   }
 
   // --- server → client -----------------------------------------------------------
 
   private onServerData(chunk: Buffer): void {
     if (this.closed) return;
-    this.bytesOut += chunk.length;
+    this.record.bytesOut += chunk.length;
     const ob = this.toClient;
     ob.reset();
     let data: Buffer;
@@ -652,7 +640,7 @@ export class Session {
     }
     if (ob.finish(data) && !this.closed) this.send(this.client, this.server, ob.out);
     ob.out.length = 0;
-    if (this.auditQueue.length) this.flushAudit();
+    if (this.record.queued) this.record.flush();
     if (this.paused) this.checkPause();
     if (this.draining && !this.busy) this.shutdownIdle();
   }
@@ -784,7 +772,7 @@ export class Session {
   }
 
   private finish(e: Entry, sqlstate: string | undefined): void {
-    if (e.unit) this.finishUnit(e.unit, sqlstate);
+    if (e.unit) this.record.finish(e.unit, sqlstate);
   }
 
   private nextPart(u: Unit | undefined): void {
@@ -812,7 +800,7 @@ export class Session {
   private protocolViolation(detail: string): void {
     this.ctx.metrics.violations.inc();
     this.ctx.log.warn({ connection: this.ctx.connection, session: this.ctx.sessionId, detail }, 'malformed client message: closing the connection');
-    this.audit('protocol-violation', { sqlstate: '08P01', detail });
+    this.record.event('protocol-violation', { sqlstate: '08P01', detail });
     this.fatal({ severity: 'FATAL', code: '08P01', message: `agentgate: invalid frontend message: ${detail}` });
   }
 
@@ -841,7 +829,7 @@ export class Session {
     // nor a request for approval open.
     if (t.pending.length > 0 && !this.server.destroyed && !this.serverFatal) this.ctx.cancelUpstream();
     this.paused?.hold?.abort.abort('disconnect' satisfies AbortCause);
-    for (const e of t.pending) if (e.unit) this.finishUnit(e.unit, e.unit.sqlstate ?? '57014');
+    for (const e of t.pending) if (e.unit) this.record.finish(e.unit, e.unit.sqlstate ?? '57014');
     t.pending.length = 0;
     if (!this.server.destroyed) this.server.end(TERMINATE);
     if (!this.client.destroyed) this.client.end();
@@ -849,241 +837,15 @@ export class Session {
       this.server.destroy();
       this.client.destroy();
     }, 1000).unref();
-    this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
-    this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
-    this.audit('connection-end', { detail: reason });
-    if (this.auditQueue.length) {
-      this.ctx.log.error({ connection: this.ctx.connection, session: this.ctx.sessionId, lost: this.auditQueue.length }, 'audit events of a closed session could not be written');
-      this.auditQueue.length = 0;
-    }
+    this.record.end(reason);
     this.onClose?.();
   }
-
-  // --- audit and metrics -------------------------------------------------------------
-
-  private flushedIn = 0;
-  private flushedOut = 0;
-
-  private newUnit(sql: string, verdict: Verdict): Unit {
-    const parts = verdict.statements?.map(() => ({ rows: 0 }));
-    return { sql, verdict, startT: performance.now(), startMs: Date.now(), rows: 0, bytesIn0: this.bytesIn, bytesOut0: this.bytesOut, parts, part: 0 };
-  }
-
-  private countStatement(v: Verdict): void {
-    const a = v.decision.action;
-    (a === 'allow' ? this.ctx.metrics.allowed : a === 'deny' ? this.ctx.metrics.denied : this.ctx.metrics.approve).inc();
-  }
-
-  private finishUnit(u: Unit, sqlstate: string | undefined): void {
-    const now = performance.now();
-    const seconds = (now - u.startT) / 1000;
-    this.ctx.metrics.duration.observe(seconds);
-    // Bytes are added to the counters per statement, not per chunk.
-    this.ctx.metrics.bytesIn.inc(this.bytesIn - this.flushedIn);
-    this.ctx.metrics.bytesOut.inc(this.bytesOut - this.flushedOut);
-    this.flushedIn = this.bytesIn;
-    this.flushedOut = this.bytesOut;
-    const bytes = { in: this.bytesIn - u.bytesIn0, out: this.bytesOut - u.bytesOut0 };
-    const statements = u.verdict.statements;
-    if (!statements || !u.parts) {
-      this.auditStatement(u, u.sql, u.verdict.operations, u.rows, seconds * 1000, sqlstate, bytes);
-      return;
-    }
-    // One event per statement of a multi-statement query; bytes go with the first.
-    let prev = u.startT;
-    for (let i = 0; i < statements.length; i++) {
-      const part = u.parts[i];
-      const end = part.endT ?? now;
-      const ms = part.endT !== undefined || i === 0 ? end - prev : 0;
-      if (part.endT !== undefined) prev = part.endT;
-      this.auditStatement(u, statements[i].text, statements[i].operations, part.rows, ms, part.sqlstate ?? (part.endT !== undefined ? undefined : sqlstate), i === 0 ? bytes : undefined);
-    }
-  }
-
-  private auditStatement(
-    u: Unit,
-    text: string,
-    ops: Verdict['operations'],
-    rows: number,
-    durationMs: number,
-    sqlstate: string | undefined,
-    bytes: { in: number; out: number } | undefined,
-  ): void {
-    const { kinds, tables } = summarize(ops);
-    const d = u.verdict.decision;
-    const id = this.ctx.identity;
-    // Queued, and appended once the response is on its way to the client: the
-    // audit write is not on the statement's latency path.
-    this.auditQueue.push({
-      auditID: crypto.randomUUID(),
-      stage: 'ResponseComplete',
-      verb: kinds[0] ?? 'empty',
-      user: (this.auditUser ??= { username: id.subject, groups: id.groups }),
-      sourceIPs: (this.auditSource ??= [this.ctx.clientAddress]),
-      userAgent: this.ctx.applicationName,
-      requestReceivedTimestamp: new Date(u.startMs).toISOString(),
-      stageTimestamp: new Date().toISOString(),
-      protocol: 'postgres',
-      connection: this.ctx.connection,
-      statement: this.maskStatement(text),
-      statementKinds: kinds,
-      tables,
-      decision: { action: d.action, rule: d.rule, reason: d.reason, enforced: d.enforced },
-      approval: u.approval,
-      pod: id.pod,
-      session: this.ctx.sessionId,
-      rows,
-      bytes,
-      durationMs,
-      sqlstate,
-    });
-  }
-
-  private readonly auditQueue: AuditEventInput[] = [];
-  /** An append failed: the events not written stay queued, and statements are refused until they are. */
-  private auditFailing = false;
-  // Parts of every statement event that do not change within a session (the writer only serializes them).
-  private auditUser: { username: string; groups: string[] } | undefined;
-  private auditSource: string[] | undefined;
-  /** The last statement text masked for audit, and under which policy (its masking options). */
-  private maskedFor: { text: string; policy: Policy; masked: string } | undefined;
-
-  /** Statement text as audited (literal PANs masked); a prepared statement repeats it, so the last one is kept. */
-  private maskStatement(text: string): string {
-    const policy = this.ctx.policy.current();
-    const m = this.maskedFor;
-    if (m !== undefined && m.text === text && m.policy === policy) return m.masked;
-    const masked = this.ctx.masker.maskText(text);
-    this.maskedFor = { text, policy, masked };
-    return masked;
-  }
-
-  /**
-   * Appends the queued events in order. An append that throws (the writer refuses: a
-   * backlog, a full disk) keeps it and the rest queued for the next try; until they are
-   * written, statements are refused. Returns true when the queue is empty.
-   */
-  private flushAudit(): boolean {
-    const q = this.auditQueue;
-    let i = 0;
-    try {
-      for (; i < q.length; i++) this.ctx.audit.append(q[i]);
-    } catch (err) {
-      q.splice(0, i);
-      if (q.length > MAX_UNWRITTEN_AUDIT) {
-        this.ctx.log.error({ connection: this.ctx.connection, session: this.ctx.sessionId, lost: q.length - MAX_UNWRITTEN_AUDIT }, 'audit events dropped: the audit trail stayed unwritable');
-        q.splice(0, q.length - MAX_UNWRITTEN_AUDIT);
-      }
-      if (!this.auditFailing) this.ctx.log.error({ connection: this.ctx.connection, err: (err as Error).message }, 'audit append failed; refusing statements until the audit trail can be written');
-      this.auditFailing = true;
-      return false;
-    }
-    q.length = 0;
-    if (this.auditFailing) this.ctx.log.info({ connection: this.ctx.connection }, 'audit trail writable again');
-    this.auditFailing = false;
-    return true;
-  }
-
-  /** Whether a statement may run now: the sink is healthy and this session's earlier events are written. */
-  private auditUsable(): boolean {
-    if (!this.ctx.auditHealthy()) return false;
-    return !this.auditFailing || this.flushAudit();
-  }
-
-  private audit(event: string, extra: { sqlstate?: string; detail?: string } = {}): void {
-    const id = this.ctx.identity;
-    const now = new Date().toISOString();
-    this.auditQueue.push({
-      auditID: crypto.randomUUID(),
-      stage: 'ResponseComplete',
-      verb: event,
-      user: { username: id.subject, groups: id.groups },
-      sourceIPs: [this.ctx.clientAddress],
-      userAgent: this.ctx.applicationName,
-      requestReceivedTimestamp: event === 'connection-end' ? new Date(this.openedMs).toISOString() : now,
-      stageTimestamp: now,
-      protocol: 'postgres',
-      connection: this.ctx.connection,
-      pod: id.pod,
-      session: this.ctx.sessionId,
-      event,
-      sqlstate: extra.sqlstate,
-      responseStatus: extra.detail ? { message: this.ctx.masker.maskText(extra.detail) } : undefined,
-      bytes: event === 'connection-end' ? { in: this.bytesIn, out: this.bytesOut } : undefined,
-      durationMs: event === 'connection-end' ? Date.now() - this.openedMs : undefined,
-    });
-    this.flushAudit();
-  }
 }
-
-/** Events kept for a retry while the audit trail is unwritable (statements are refused meanwhile, so few arrive). */
-const MAX_UNWRITTEN_AUDIT = 1000;
 
 const NO_COLUMNS: never[] = [];
 
 /** Text whose reading depends on standard_conforming_strings (`\\`) or client_encoding (non-ASCII). */
 const SETTINGS_SENSITIVE = /[\\\u0080-\uffff]/;
-const SETTINGS_IN_DOUBT = refusal(
-  'session-parameter-pipeline',
-  'a pipelined statement may have changed the settings this text is read under',
-  'a statement containing a backslash or a non-ASCII character cannot follow an Execute in the same pipeline: the statement before it may change standard_conforming_strings or client_encoding, which the server reports only at the next ReadyForQuery; send a Sync first',
-);
-const AUDIT_DOWN = refusal('audit-unavailable', 'the audit trail cannot be written', 'the audit trail cannot be written, so no statement is run (fail closed); the sidecar needs attention');
-const FUNCTION_CALL = refusal(
-  'function-call-protocol',
-  'the fast-path function call protocol bypasses SQL policy',
-  'the fast-path function call protocol is not allowed; call the function in a SQL statement instead',
-);
-
-/** A refusal worded exactly as the server's own error for the same message. */
-function serverLike(rule: string, reason: string, code: string, message: string, hint?: string): Verdict {
-  return { forward: false, operations: [], decision: { action: 'deny', rule, reason, enforced: true, matched: [] }, error: { severity: 'ERROR', code, message, hint } };
-}
-
-function statementExists(name: string): Verdict {
-  return serverLike('statement-name-in-use', `prepared statement "${name}" already exists`, '42P05', `prepared statement "${name}" already exists`);
-}
-
-function statementMayExist(name: string): Verdict {
-  return serverLike(
-    'statement-name-unknown',
-    `prepared statement "${name}" may exist on the server without the proxy knowing what it is`,
-    '42P05',
-    `agentgate: prepared statement "${name}" may already exist: SQL PREPARE, DEALLOCATE or DISCARD changed the session's prepared statements; Close it first`,
-  );
-}
-
-function noStatement(name: string, state: typeof ABSENT | typeof UNKNOWN): Verdict {
-  if (state === ABSENT) {
-    const message = name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist`;
-    return serverLike('no-such-statement', message, '26000', message);
-  }
-  return serverLike(
-    'statement-not-decided',
-    `prepared statement "${name}" was not prepared through the proxy, so it has no decision`,
-    '26000',
-    `agentgate: prepared statement "${name}" is not known to the proxy: SQL PREPARE, DEALLOCATE or DISCARD changed the session's prepared statements; Close it and Parse it again`,
-    'A statement made with SQL PREPARE runs with SQL EXECUTE, which the proxy decides.',
-  );
-}
-
-function noPortal(name: string, state: typeof ABSENT | typeof UNKNOWN): Verdict {
-  if (state === ABSENT) {
-    const message = `portal "${name}" does not exist`;
-    return serverLike('no-such-portal', message, '34000', message);
-  }
-  return serverLike(
-    'portal-not-decided',
-    `portal "${name}" was not bound through the proxy, so it has no decision`,
-    '34000',
-    `agentgate: portal "${name}" is not known to the proxy: SQL DECLARE, CLOSE or DISCARD changed the session's portals; read a cursor with FETCH`,
-  );
-}
-
-function cannotMask(what: string): Verdict {
-  return serverLike('unmaskable-binary-result', what, '0A000', `agentgate: ${what}: the proxy cannot mask this column in binary format; use text format for it`);
-}
-
 /** Some result column is requested in binary. */
 function hasBinary(formats: number[]): boolean {
   for (let i = 0; i < formats.length; i++) if (formats[i] !== 0) return true;
@@ -1096,53 +858,4 @@ function sameFormats(a: number[], b: number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** Statement kinds and tables of a classification, for audit; classifications are cached, so is this. */
-const SUMMARIES = new WeakMap<readonly PgRequest[], { kinds: string[]; tables: string[] }>();
-function summarize(ops: readonly PgRequest[]): { kinds: string[]; tables: string[] } {
-  let s = SUMMARIES.get(ops);
-  if (s) return s;
-  const kinds: string[] = [];
-  const tables: string[] = [];
-  for (const op of ops) {
-    if (!kinds.includes(op.statement)) kinds.push(op.statement);
-    for (const t of op.tables) if (!tables.includes(t)) tables.push(t);
-  }
-  s = { kinds, tables };
-  SUMMARIES.set(ops, s);
-  return s;
-}
-
-/**
- * What one input chunk produces for the other socket: runs of frames forwarded as they
- * are leave as subarrays of the chunk (no copy; the whole chunk when nothing changed),
- * replacement frames in between, all in one write. Reused for every chunk.
- */
-class Outbox {
-  readonly out: Buffer[] = [];
-  private runStart = 0;
-  private lastEnd = 0;
-
-  reset(): void {
-    this.out.length = 0;
-    this.runStart = 0;
-    this.lastEnd = 0;
-  }
-
-  /** `rep`: undefined forwards the frame [start, end) as it is, a Buffer replaces it, null drops it. */
-  frame(rep: Buffer | null | undefined, buf: Buffer, start: number, end: number): void {
-    if (rep !== undefined) {
-      if (start > this.runStart) this.out.push(buf.subarray(this.runStart, start));
-      if (rep !== null) this.out.push(rep);
-      this.runStart = end;
-    }
-    this.lastEnd = end;
-  }
-
-  /** Adds the last untouched run of `data` (the buffer the frames were read from); true when there is anything to write. */
-  finish(data: Buffer): boolean {
-    if (this.lastEnd > this.runStart) this.out.push(this.runStart === 0 && this.lastEnd === data.length ? data : data.subarray(this.runStart, this.lastEnd));
-    return this.out.length > 0;
-  }
 }
