@@ -297,6 +297,19 @@ const NAMESPACE_WORD = /\b(?:prepare|deallocate|discard|declare|close)\b/i;
  */
 export function namespaceEffects(sql: string): number {
   if (!NAMESPACE_WORD.test(sql)) return 0;
+  if (sql.length > 65536) return parseEffects(sql);
+  let fx = EFFECTS_SEEN.get(sql);
+  if (fx === undefined) {
+    fx = parseEffects(sql);
+    // A repeated simple query is parsed once; the map is small and starts over when full.
+    if (EFFECTS_SEEN.size >= 512) EFFECTS_SEEN.clear();
+    EFFECTS_SEEN.set(sql, fx);
+  }
+  return fx;
+}
+const EFFECTS_SEEN = new Map<string, number>();
+
+function parseEffects(sql: string): number {
   let parsed: ReturnType<typeof parseSql>;
   try {
     parsed = parseSql(sql);

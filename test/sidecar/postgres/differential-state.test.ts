@@ -38,7 +38,9 @@ spec:
 /** Statement texts by kind; `insert` gets a fresh ledger id each time it is used. */
 type Text = 'insert' | 'secret' | 'delete' | 'div0' | 'select';
 const TEXTS: Text[] = ['insert', 'secret', 'delete', 'div0', 'select'];
-const STATEMENTS = ['s1', 's2', ''];
+// Few names, so that names are reused; bound by SQL PREPARE too.
+const STATEMENTS = ['s1', ''];
+const BOUND = ['s1', '', 'q1'];
 const PORTALS = ['p1', ''];
 
 type Op =
@@ -50,18 +52,25 @@ type Op =
   | { op: 'sync' }
   | { op: 'flush' }
   | { op: 'prepare'; name: string; text: Text }
-  | { op: 'deallocate'; name: string };
+  | { op: 'deallocate'; name: string }
+  // Fragments that real clients (and the attacks on a proxy's view of them) are made of:
+  | { op: 'run'; portal: string; stmt: string }
+  | { op: 'reparse'; first: Text; second: Text }
+  | { op: 'failedClose'; stmt: string };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ op: fc.constant('parse' as const), name: fc.constantFrom(...STATEMENTS), text: fc.constantFrom(...TEXTS) }),
-  fc.record({ op: fc.constant('bind' as const), portal: fc.constantFrom(...PORTALS), stmt: fc.constantFrom(...STATEMENTS), badParams: fc.boolean() }),
-  fc.record({ op: fc.constant('describe' as const), what: fc.constantFrom('S' as const, 'P' as const), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }),
-  fc.record({ op: fc.constant('execute' as const), portal: fc.constantFrom(...PORTALS) }),
-  fc.record({ op: fc.constant('close' as const), what: fc.constantFrom('S' as const, 'P' as const), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }),
-  fc.constant({ op: 'sync' as const }),
-  fc.constant({ op: 'flush' as const }),
-  fc.record({ op: fc.constant('prepare' as const), name: fc.constantFrom('s1', 's2', 'q1'), text: fc.constantFrom(...TEXTS) }),
-  fc.record({ op: fc.constant('deallocate' as const), name: fc.constantFrom('s1', 's2', 'q1', 'all') }),
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('parse' as const), name: fc.constantFrom(...STATEMENTS), text: fc.constantFrom(...TEXTS) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('bind' as const), portal: fc.constantFrom(...PORTALS), stmt: fc.constantFrom(...BOUND), badParams: fc.boolean() }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('execute' as const), portal: fc.constantFrom(...PORTALS) }) },
+  { weight: 3, arbitrary: fc.constant({ op: 'sync' as const }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('describe' as const), what: fc.constantFrom('S' as const, 'P' as const), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('close' as const), what: fc.constantFrom('S' as const, 'P' as const), name: fc.constantFrom(...STATEMENTS, ...PORTALS) }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'flush' as const }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('prepare' as const), name: fc.constantFrom('s1', 'q1'), text: fc.constantFrom(...TEXTS) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('deallocate' as const), name: fc.constantFrom('s1', 'q1', 'all') }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('run' as const), portal: fc.constantFrom(...PORTALS), stmt: fc.constantFrom(...BOUND) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('reparse' as const), first: fc.constantFrom(...TEXTS), second: fc.constantFrom(...TEXTS) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('failedClose' as const), stmt: fc.constantFrom(...BOUND) }) },
 );
 
 describe('PostgreSQL proxy: differential state test (seeded, real cluster)', function () {
@@ -123,13 +132,19 @@ describe('PostgreSQL proxy: differential state test (seeded, real cluster)', fun
         return serialize.query(`prepare ${o.name} as ${sql(o.text)}`);
       case 'deallocate':
         return serialize.query(`deallocate ${o.name}`);
+      case 'run':
+        return Buffer.concat([serialize.bind({ portal: o.portal, statement: o.stmt }), serialize.execute({ portal: o.portal })]);
+      case 'reparse':
+        return Buffer.concat([serialize.parse({ name: 's1', text: sql(o.first) }), serialize.sync(), serialize.parse({ name: 's1', text: sql(o.second) }), serialize.sync()]);
+      case 'failedClose':
+        return Buffer.concat([serialize.bind({ statement: o.stmt, values: ['1', '2'] }), serialize.close({ type: 'S', name: o.stmt }), serialize.sync()]);
     }
   }
 
   it('never runs a denied or unapproved statement, audits every insert that ran, and stays in step with the server', async () => {
     let closedWithError = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 14 }), fc.boolean(), async (ops, oneWrite) => {
+      fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 20 }), fc.boolean(), async (ops, oneWrite) => {
         const c = await RawClient.connect(h.proxyPort);
         try {
           const frames = ops.map(frame);
@@ -151,7 +166,17 @@ describe('PostgreSQL proxy: differential state test (seeded, real cluster)', fun
         expect(secrets.n, `a denied insert ran: ${JSON.stringify(ops)}`).to.equal(0);
         expect(guarded.n, `an unapproved delete ran: ${JSON.stringify(ops)}`).to.equal(5);
       }),
-      { seed: 20261201, numRuns: 60, endOnFailure: true },
+      {
+        seed: 20261201,
+        numRuns: 150,
+        endOnFailure: true,
+        // The attacks this test was written for come first; the generator explores around them.
+        examples: [
+          [[{ op: 'reparse', first: 'delete', second: 'select' }, { op: 'run', portal: '', stmt: 's1' }], false],
+          [[{ op: 'parse', name: 's1', text: 'delete' }, { op: 'sync' }, { op: 'failedClose', stmt: 's1' }, { op: 'run', portal: '', stmt: 's1' }], true],
+          [[{ op: 'prepare', name: 'q1', text: 'insert' }, { op: 'run', portal: 'p1', stmt: 'q1' }], false],
+        ],
+      },
     );
     // The writer appends asynchronously: wait until it has caught up with the last session.
     await new Promise((r) => setTimeout(r, 1500));
