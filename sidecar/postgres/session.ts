@@ -30,6 +30,8 @@ import type { PolicySource } from '../../core/policy/types.js';
 import type { Logger } from '../../core/log.js';
 import {
   B,
+  BudgetSpent,
+  CLIENT_BUFFERS,
   F,
   FLUSH,
   FrameReader,
@@ -49,7 +51,7 @@ import {
   queryMessage,
   readCString,
 } from './wire.js';
-import type { PgErrorFields } from './wire.js';
+import type { ByteBudget, PgErrorFields } from './wire.js';
 import { decideOperations, decideSql, refusal } from './decide.js';
 import { AUDIT_DOWN, FUNCTION_CALL, SETTINGS_IN_DOUBT, cannotMask, noPortal, noStatement, statementExists, statementMayExist } from './refusals.js';
 import { Outbox } from './outbox.js';
@@ -87,6 +89,8 @@ export interface SessionContext {
   approvals?: PgApprovalGate;
   /** The server's ParameterStatus values at startup (role/database settings included). */
   serverParameters: readonly (readonly [string, string])[];
+  /** The budget for client frames buffered across chunks (default: the process-wide one). */
+  clientBuffers?: ByteBudget;
 }
 
 /** A row plan that may say a requested binary column cannot be masked (result-mask.ts sets it). */
@@ -162,7 +166,7 @@ export class Session {
     private readonly server: net.Socket,
     private readonly ctx: SessionContext,
   ) {
-    this.clientReader = new FrameReader(ctx.maxMessageBytes, isFrontendType);
+    this.clientReader = new FrameReader(ctx.maxMessageBytes, isFrontendType, ctx.clientBuffers ?? CLIENT_BUFFERS);
     this.record = new StatementLog(ctx);
   }
 
@@ -239,6 +243,11 @@ export class Session {
 
   /** Client bytes are untrusted: whatever they break ends this connection, never the process. */
   private clientFailed(err: unknown): void {
+    if (err instanceof BudgetSpent) {
+      this.ctx.log.warn({ connection: this.ctx.connection, session: this.ctx.sessionId, detail: err.message }, 'client message refused: buffer budget spent');
+      this.record.event('buffer-budget-spent', { sqlstate: '53200', detail: err.message });
+      return this.fatal({ severity: 'FATAL', code: '53200', message: `agentgate: ${err.message}` });
+    }
     if (!(err instanceof ProtocolError)) this.ctx.log.error({ err: (err as Error).stack }, 'unexpected error handling a client message');
     this.protocolViolation(err instanceof ProtocolError ? err.message : `malformed message (${(err as Error).message})`);
   }
@@ -831,6 +840,7 @@ export class Session {
     this.paused?.hold?.abort.abort('disconnect' satisfies AbortCause);
     for (const e of t.pending) if (e.unit) this.record.finish(e.unit, e.unit.sqlstate ?? '57014');
     t.pending.length = 0;
+    this.clientReader.dispose();
     if (!this.server.destroyed) this.server.end(TERMINATE);
     if (!this.client.destroyed) this.client.end();
     setTimeout(() => {

@@ -67,6 +67,38 @@ export class ProtocolError extends Error {
 }
 
 /**
+ * Bytes the whole process may hold for client frames cut across chunks (a large
+ * statement arriving in pieces). Shared by every connection, so many clients sending
+ * large messages at once are refused instead of exhausting the sidecar's memory.
+ */
+export class ByteBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+
+  get inUse(): number {
+    return this.used;
+  }
+}
+
+/** The process-wide budget for buffered client frames (256 MiB unless AGENTGATE_PG_BUFFER_BUDGET says otherwise). */
+export const CLIENT_BUFFERS = new ByteBudget(Number(process.env.AGENTGATE_PG_BUFFER_BUDGET) || 256 * 1024 * 1024);
+
+/** A frame refused because the process-wide buffer budget is spent. */
+export class BudgetSpent extends ProtocolError {
+  override name = 'BudgetSpent';
+}
+
+/**
  * Splits a byte stream into typed messages. `onMessage(type, buf, start, end)` sees
  * the whole frame `[start, end)` (type byte and length included) inside `buf`, which
  * is the arriving chunk whenever the frame lies inside it: no copy. Only a frame cut
@@ -77,10 +109,22 @@ export class FrameReader {
   private partLen = 0;
   private need = 0;
 
+  /** Bytes of `budget` held for the frame being assembled. */
+  private reserved = 0;
+
   constructor(
     private readonly maxLen: number,
     private readonly validType: (t: number) => boolean = () => true,
+    private readonly budget?: ByteBudget,
   ) {}
+
+  /** Gives back what the frame being assembled holds of the budget (the connection closed). */
+  dispose(): void {
+    if (this.reserved) this.budget?.give(this.reserved);
+    this.reserved = 0;
+    this.parts = [];
+    this.partLen = 0;
+  }
 
   /** Bytes held back waiting for the rest of a frame. */
   get pending(): number {
@@ -101,6 +145,11 @@ export class FrameReader {
       data = Buffer.concat(this.parts, this.partLen);
       this.parts = [];
       this.partLen = 0;
+      // The assembled frame is handed on now; what it held of the budget is free again.
+      if (this.reserved) {
+        this.budget!.give(this.reserved);
+        this.reserved = 0;
+      }
     }
     let off = 0;
     const n = data.length;
@@ -113,6 +162,12 @@ export class FrameReader {
       const end = off + 1 + len;
       if (end > n) {
         this.need = 1 + len;
+        if (this.budget) {
+          if (!this.budget.take(this.need)) {
+            throw new BudgetSpent(`message of ${len} bytes refused: the sidecar's buffer for client messages (${this.budget.limit} bytes, shared by all connections) is spent; try again later or send smaller statements`);
+          }
+          this.reserved = this.need;
+        }
         break;
       }
       onMessage(type, data, off, end);

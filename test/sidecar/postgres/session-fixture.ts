@@ -148,7 +148,7 @@ export interface Fixture {
   fromServer(...frames: Buffer[]): void;
 }
 
-export async function startFixture(policyText = FIXTURE_POLICY): Promise<Fixture> {
+export async function startFixture(policyText = FIXTURE_POLICY, extra: Partial<SessionContext> = {}): Promise<Fixture> {
   await loadSqlParser();
   const loaded = parsePolicy(policyText, 'fixture.yaml');
   if (!loaded.policy) throw new Error(JSON.stringify(loaded.errors));
@@ -180,6 +180,7 @@ export async function startFixture(policyText = FIXTURE_POLICY): Promise<Fixture
     auditHealthy: () => fx.healthy,
     cancelUpstream: () => {},
     serverParameters: [],
+    ...extra,
   };
   fx.session = new Session(client as unknown as net.Socket, server as unknown as net.Socket, ctx);
   fx.session.start(Buffer.alloc(0), Buffer.alloc(0));
