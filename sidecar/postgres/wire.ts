@@ -67,6 +67,38 @@ export class ProtocolError extends Error {
 }
 
 /**
+ * Bytes the whole process may hold for client frames cut across chunks (a large
+ * statement arriving in pieces). Shared by every connection, so many clients sending
+ * large messages at once are refused instead of exhausting the sidecar's memory.
+ */
+export class ByteBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+
+  get inUse(): number {
+    return this.used;
+  }
+}
+
+/** The process-wide budget for buffered client frames (256 MiB unless AGENTGATE_PG_BUFFER_BUDGET says otherwise). */
+export const CLIENT_BUFFERS = new ByteBudget(Number(process.env.AGENTGATE_PG_BUFFER_BUDGET) || 256 * 1024 * 1024);
+
+/** A frame refused because the process-wide buffer budget is spent. */
+export class BudgetSpent extends ProtocolError {
+  override name = 'BudgetSpent';
+}
+
+/**
  * Splits a byte stream into typed messages. `onMessage(type, buf, start, end)` sees
  * the whole frame `[start, end)` (type byte and length included) inside `buf`, which
  * is the arriving chunk whenever the frame lies inside it: no copy. Only a frame cut
@@ -77,10 +109,22 @@ export class FrameReader {
   private partLen = 0;
   private need = 0;
 
+  /** Bytes of `budget` held for the frame being assembled. */
+  private reserved = 0;
+
   constructor(
     private readonly maxLen: number,
     private readonly validType: (t: number) => boolean = () => true,
+    private readonly budget?: ByteBudget,
   ) {}
+
+  /** Gives back what the frame being assembled holds of the budget (the connection closed). */
+  dispose(): void {
+    if (this.reserved) this.budget?.give(this.reserved);
+    this.reserved = 0;
+    this.parts = [];
+    this.partLen = 0;
+  }
 
   /** Bytes held back waiting for the rest of a frame. */
   get pending(): number {
@@ -101,6 +145,11 @@ export class FrameReader {
       data = Buffer.concat(this.parts, this.partLen);
       this.parts = [];
       this.partLen = 0;
+      // The assembled frame is handed on now; what it held of the budget is free again.
+      if (this.reserved) {
+        this.budget!.give(this.reserved);
+        this.reserved = 0;
+      }
     }
     let off = 0;
     const n = data.length;
@@ -113,6 +162,12 @@ export class FrameReader {
       const end = off + 1 + len;
       if (end > n) {
         this.need = 1 + len;
+        if (this.budget) {
+          if (!this.budget.take(this.need)) {
+            throw new BudgetSpent(`message of ${len} bytes refused: the sidecar's buffer for client messages (${this.budget.limit} bytes, shared by all connections) is spent; try again later or send smaller statements`);
+          }
+          this.reserved = this.need;
+        }
         break;
       }
       onMessage(type, data, off, end);
@@ -268,3 +323,115 @@ export function passwordMessage(body: Buffer): Buffer {
 }
 
 export const TERMINATE = Buffer.from([F.Terminate, 0, 0, 0, 4]);
+
+/** Describe of a statement ('S') or portal ('P'). */
+export function describeMessage(what: 'S' | 'P', name: string): Buffer {
+  return message(F.Describe, Buffer.concat([Buffer.from(what, 'latin1'), cstr(name)]));
+}
+
+export const FLUSH = Buffer.from([F.Flush, 0, 0, 0, 4]);
+
+// --- decoding frontend messages --------------------------------------------------
+
+/** A Parse message: statement name and text (parameter type OIDs checked, not kept). */
+export function decodeParse(buf: Buffer, start: number, end: number): { name: string; sql: string } {
+  const [name, p1] = readCString(buf, start + 5, end);
+  const [sql, p2] = readCString(buf, p1, end);
+  if (p2 + 2 > end || p2 + 2 + 4 * buf.readInt16BE(p2) !== end) throw new ProtocolError('invalid Parse message');
+  return { name, sql };
+}
+
+export interface DecodedBind {
+  portal: string;
+  statement: string;
+  /** Where the parameter-format codes start (for describeBindParams). */
+  paramsAt: number;
+  /** Result-column format codes (shared empty array when none). */
+  formats: number[];
+}
+
+/** A Bind message, every length checked against the frame. */
+export function decodeBind(buf: Buffer, start: number, end: number): DecodedBind {
+  const [portal, p1] = readCString(buf, start + 5, end);
+  const [statement, p2] = readCString(buf, p1, end);
+  let p = p2;
+  const need = (n: number) => {
+    if (p + n > end) throw new ProtocolError('invalid Bind message');
+  };
+  need(2);
+  const nParamFormats = buf.readInt16BE(p);
+  if (nParamFormats < 0) throw new ProtocolError('invalid Bind message');
+  p += 2 + 2 * nParamFormats;
+  need(2);
+  const nParams = buf.readInt16BE(p);
+  if (nParams < 0) throw new ProtocolError('invalid Bind message');
+  p += 2;
+  for (let i = 0; i < nParams; i++) {
+    need(4);
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len > 0) {
+      need(len);
+      p += len;
+    }
+  }
+  need(2);
+  const n = buf.readInt16BE(p);
+  p += 2;
+  if (n < 0 || p + 2 * n !== end) throw new ProtocolError('invalid Bind message');
+  let formats = EMPTY_FORMATS;
+  if (n > 0) {
+    formats = new Array<number>(n);
+    for (let i = 0; i < n; i++) formats[i] = buf.readInt16BE(p + 2 * i);
+  }
+  return { portal, statement, paramsAt: p2, formats };
+}
+const EMPTY_FORMATS: number[] = [];
+
+/**
+ * The parameter values of a Bind (from its parameter-format codes at `p`, already
+ * validated by decodeBind) as an SQL comment line: `\n-- with $1 = 'x', $2 = NULL`.
+ * Text values are quoted as SQL literals; binary ones shown as hex.
+ */
+export function describeBindParams(buf: Buffer, p: number): string {
+  const nf = buf.readInt16BE(p);
+  const fmts: number[] = [];
+  for (let i = 0; i < nf; i++) fmts.push(buf.readInt16BE(p + 2 + 2 * i));
+  p += 2 + 2 * nf;
+  const n = buf.readInt16BE(p);
+  p += 2;
+  if (n === 0) return '';
+  const parts: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    const binary = (nf === 1 ? fmts[0] : fmts[i] ?? 0) === 1;
+    if (len < 0) parts.push(`$${i + 1} = NULL`);
+    else {
+      const v = binary ? `'\\x${buf.toString('hex', p, p + len)}'` : `'${buf.toString('utf8', p, p + len).replace(/'/g, "''")}'`;
+      parts.push(`$${i + 1} = ${v}`);
+      p += len;
+    }
+  }
+  return `\n-- with ${parts.join(', ')}`;
+}
+
+/** A Describe or Close message: what ('S' or 'P') and the name. */
+export function decodeTarget(buf: Buffer, start: number, end: number, kind: string): { what: number; name: string } {
+  const what = buf[start + 5];
+  const [name, next] = readCString(buf, start + 6, end);
+  if (next !== end || (what !== 0x53 && what !== 0x50)) throw new ProtocolError(`invalid ${kind} message`);
+  return { what, name };
+}
+
+/** One field of an ErrorResponse or NoticeResponse (e.g. 0x43 'C' for the SQLSTATE, 0x56 'V' for the severity). */
+export function errorField(buf: Buffer, start: number, end: number, code: number): string | undefined {
+  let p = start + 5;
+  while (p < end && buf[p] !== 0) {
+    const c = buf[p];
+    const next = skipCString(buf, p + 1, end);
+    if (c === code) return buf.toString('utf8', p + 1, next - 1);
+    p = next;
+  }
+  return undefined;
+}
