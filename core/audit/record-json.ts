@@ -19,6 +19,17 @@
 import type { AuditMasker } from './masker.js';
 import { isRunCodePoint, unicodeDigit } from '../mask/chars.js';
 
+/**
+ * The event's own id is a UUID the producer generated: written as it is, since about one
+ * random UUID in 700 holds a Luhn-valid digit window that PAN masking would change, and
+ * a changed id no longer ties the record to the response header that carried it.
+ * Anything else in that field is masked like every other string.
+ */
+const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export function isEventId(x: unknown): x is string {
+  return typeof x === 'string' && x.length === 36 && EVENT_ID.test(x);
+}
+
 /** Deeper than any audit event; the general path handles (or refuses) the rest. */
 const MAX_DEPTH = 64;
 /** The fewest digits core/mask considers a PAN (issue 2 §3: 12–19 digits). */
@@ -154,6 +165,7 @@ export class RecordJson {
       let v: string | undefined;
       if (k === 'seq') v = String(seq);
       else if (k === 'prevHash') v = `"${prevHash}"`;
+      else if (k === 'auditID' && isEventId(e[k])) v = `"${e[k]}"`;
       else {
         v = card !== undefined && card[i] ? this.starred(k, e[k]) : this.value(e[k], 1);
         if (this.bail) return undefined;

@@ -44,7 +44,7 @@ import { newestRotated, resumeFile, rotatedName } from './recover.js';
 import type { ChainHead } from './recover.js';
 import type { AuditEventInput, AuditHealth, AuditRecord, AuditSink } from './types.js';
 import type { AuditMasker, MaskedStatement } from './masker.js';
-import { RecordJson } from './record-json.js';
+import { RecordJson, isEventId } from './record-json.js';
 import { countPans } from '../mask/metrics.js';
 
 /** Masks a parsed JSON value (objects, arrays, strings, numbers) and returns the masked copy. */
@@ -302,7 +302,13 @@ export class AuditWriter implements AuditSink {
       if (json.ascii) bytes = open.length + HASH_TAIL_BYTES;
     } else {
       // The general path, for what the single walk does not model (see record-json.ts).
-      open = canonicalBody(masker ? (masker.value(event) as object) : event, seq, prevHash).slice(0, -1);
+      let body: object = event;
+      if (masker) {
+        const masked = masker.value(event) as Record<string, unknown>;
+        if (isEventId(event.auditID)) masked.auditID = event.auditID;
+        body = masked;
+      }
+      open = canonicalBody(body, seq, prevHash).slice(0, -1);
     }
     // The walk built `open` as a rope of ~100 concatenations; V8 flattens a rope in
     // place on charCodeAt, so hashing and the destination's join each copy one flat

@@ -259,4 +259,30 @@ describe('audit writer', () => {
     expect(resumed[0]).to.deep.include({ seq: last[last.length - 1].seq + 1, prevHash: last[last.length - 1].hash, event: 'audit-file-continued' });
     expect((await verifyAuditFiles({ files: [...series.slice(0, -1), file] })).ok).to.equal(true);
   });
+
+  describe('the event id', () => {
+    // A random UUID whose first groups form a Luhn-valid 16-digit window.
+    const UUID = '09941512-9858-4449-ae30-ffe22df24ad6';
+
+    it('keeps a UUID event id as the producer wrote it, where PAN masking would change it', async () => {
+      const w = await openAuditWriter({ file });
+      w.append({ ...event(1), auditID: UUID });
+      await w.close();
+      expect(readRecords(file)[0]!.auditID).to.equal(UUID);
+    });
+
+    it('keeps it on the general path too (an event with a Date)', async () => {
+      const w = await openAuditWriter({ file });
+      w.append({ ...event(1), auditID: UUID, requestObject: { when: new Date(0) } });
+      await w.close();
+      expect(readRecords(file)[0]!.auditID).to.equal(UUID);
+    });
+
+    it('masks an event id that is not a UUID like any other string', async () => {
+      const w = await openAuditWriter({ file });
+      w.append({ ...event(1), auditID: '4111 1111 1111 1111' });
+      await w.close();
+      expect(readRecords(file)[0]!.auditID).to.equal('**** **** **** 1111');
+    });
+  });
 });
