@@ -65,6 +65,7 @@ export function noPortal(name: string, state: typeof ABSENT | typeof UNKNOWN): V
   );
 }
 
-export function cannotMask(what: string): Verdict {
-  return serverLike('unmaskable-binary-result', what, '0A000', `agentgate: ${what}: the proxy cannot mask this column in binary format; use text format for it`);
+/** `message` is the row plan's own, which names the type and says to use text format. */
+export function cannotMask(message: string): Verdict {
+  return serverLike('unmaskable-binary-result', message, '0A000', message);
 }

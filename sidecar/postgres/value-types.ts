@@ -81,9 +81,12 @@ scalar(V.Bytea, 17, 1001, true);
 scalar(V.Json, 114, 199, true);
 scalar(V.Jsonb, 3802, 3807, true);
 scalar(V.Uuid, 2950, 2951);
+// The geometric types (point, lseg, box, line, circle, path, polygon) are not here: in binary
+// they are float8s, and a PAN cast to a point would reach the driver as that number. Unknown
+// to the proxy, their binary form is refused and their text form is scanned.
 for (const [oid, arr] of [
   [16, 1000], [1082, 1182], [1083, 1183], [1114, 1115], [1184, 1185], [1186, 1187], [1266, 1270],
-  [869, 1041], [650, 651], [829, 1040], [774, 775], [1560, 1561], [1562, 1563], [600, 1017], [628, 629], [601, 1018], [603, 1020], [718, 719],
+  [869, 1041], [650, 651], [829, 1040], [774, 775], [1560, 1561], [1562, 1563],
 ] as const) scalar(V.Harmless, oid, arr);
 
 /** record (anonymous ROW(...)) and record[]: fields carry their own OIDs in binary. */
