@@ -46,7 +46,26 @@ export function refusal(rule: string, reason: string, message: string, code = '4
   };
 }
 
+/**
+ * The largest statement text the proxy parses. Parsing runs on the event loop every
+ * session shares (about 1.4 s per MiB), so a larger statement is refused before it is
+ * parsed: large values belong in Bind parameters or COPY data, which are not parsed.
+ */
+export const MAX_STATEMENT_BYTES = 1024 * 1024;
+
 export function decideSql(sql: string, connection: string, identity: Identity, classifier: SqlClassifier, policy: PolicySource): Verdict {
+  // UTF-16 length first: most statements skip the byte count.
+  if (sql.length * 3 > MAX_STATEMENT_BYTES) {
+    const bytes = Buffer.byteLength(sql);
+    if (bytes > MAX_STATEMENT_BYTES) {
+      return refusal(
+        'statement-too-large',
+        `the statement is ${bytes} bytes, over the ${MAX_STATEMENT_BYTES} the proxy parses`,
+        `the statement is ${bytes} bytes, over the ${MAX_STATEMENT_BYTES} the proxy parses before a statement runs; send large values as Bind parameters or with COPY FROM STDIN`,
+        '54000',
+      );
+    }
+  }
   let classified: Classified;
   try {
     classified = classifier.classify(sql, connection);

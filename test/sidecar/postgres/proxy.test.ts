@@ -290,6 +290,22 @@ describe('PostgreSQL proxy (real cluster, real clients)', function () {
       }
     });
 
+    it('refuses a statement too large to parse within its budget with 54000, and the connection stays usable', async () => {
+      const c = await client();
+      try {
+        // A 2 MiB string the classifier would parse on the event loop every session shares.
+        const big = `select '${'x'.repeat(2 * 1024 * 1024)}' as big`;
+        const err = (await c.query(big).catch((e: unknown) => e)) as pg.DatabaseError;
+        expect(err.code).to.equal('54000');
+        expect(err.message).to.equal(
+          `agentgate: the statement is ${big.length} bytes, over the 1048576 the proxy parses before a statement runs; send large values as Bind parameters or with COPY FROM STDIN`,
+        );
+        expect((await c.query('select 1 as n')).rows).to.deep.equal([{ n: 1 }]);
+      } finally {
+        await c.end();
+      }
+    });
+
     it('refuses DROP with SQLSTATE 42501 naming the rule, and the connection stays usable', async () => {
       const c = await client();
       try {
