@@ -1,4 +1,4 @@
-// The audit event of ../shared/design.md: compatible with Kubernetes audit.k8s.io/v1
+// The audit event of docs/architecture.md: compatible with Kubernetes audit.k8s.io/v1
 // where fields overlap, plus agentgate's own. Producers fill an AuditEventInput;
 // the chained writer adds `seq`, `prevHash` and `hash` and masks every string.
 
