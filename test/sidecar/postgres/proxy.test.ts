@@ -3,66 +3,14 @@
 // (pipelines, malformed bytes), by raw frontend messages built with pg-protocol.
 
 import { expect } from 'chai';
-import net from 'node:net';
 import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import pg from 'pg';
-import { serialize, parse as parseBackend } from 'pg-protocol';
-import type { BackendMessage } from 'pg-protocol/dist/messages.js';
+import { serialize } from 'pg-protocol';
 import { startHarness, psql, readAudit, run, AGENT_PASSWORD } from './harness.js';
 import type { Harness } from './harness.js';
+import { RawClient, rowsOf } from './raw-client.js';
 
-/** A raw protocol client: sends frontend messages, collects parsed backend messages. */
-class RawClient {
-  readonly messages: BackendMessage[] = [];
-  private waiters: Array<() => void> = [];
-  closed = false;
-  private constructor(readonly sock: net.Socket) {
-    void parseBackend(sock, (m) => {
-      this.messages.push(m);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    sock.on('close', () => {
-      this.closed = true;
-      for (const w of this.waiters.splice(0)) w();
-    });
-    sock.on('error', () => {});
-  }
-  static async connect(port: number, startup = true): Promise<RawClient> {
-    const sock = net.connect(port, '127.0.0.1');
-    await new Promise((r) => sock.once('connect', r));
-    const c = new RawClient(sock);
-    if (startup) {
-      sock.write(serialize.startup({ user: 'agent', database: 'payments' }));
-      await c.until((m) => m.name === 'readyForQuery');
-      // Tests look at what follows the startup.
-      c.messages.length = 0;
-    }
-    return c;
-  }
-  write(b: Buffer | Buffer[]): void {
-    this.sock.write(Array.isArray(b) ? Buffer.concat(b) : b);
-  }
-  /** Waits for a message matching `pred` (counting from `from`) or the socket closing. */
-  async until(pred: (m: BackendMessage) => boolean, from = 0, timeoutMs = 10_000): Promise<BackendMessage[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.messages.slice(from).findIndex(pred);
-      if (i >= 0) return this.messages.slice(from, from + i + 1);
-      if (this.closed) return this.messages.slice(from);
-      if (Date.now() > deadline) throw new Error(`timeout; got ${this.messages.slice(from).map((m) => m.name).join(',')}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-  }
-  end(): void {
-    this.sock.destroy();
-  }
-}
-
-const rowsOf = (msgs: BackendMessage[]) => msgs.filter((m) => m.name === 'dataRow').map((m) => (m as unknown as { fields: (string | null)[] }).fields);
 
 describe('PostgreSQL proxy (real cluster, real clients)', function () {
   this.timeout(60_000);

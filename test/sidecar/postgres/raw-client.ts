@@ -21,13 +21,16 @@ export class RawClient {
     sock.on('error', () => {});
   }
 
-  static async connect(port: number): Promise<RawClient> {
+  /** Connects and, unless `startup` is false, logs in as the harness's agent; tests look at what follows. */
+  static async connect(port: number, startup = true): Promise<RawClient> {
     const sock = net.connect(port, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
     const c = new RawClient(sock);
-    sock.write(serialize.startup({ user: 'agent', database: 'payments' }));
-    await c.until((m) => m.name === 'readyForQuery');
-    c.messages.length = 0;
+    if (startup) {
+      sock.write(serialize.startup({ user: 'agent', database: 'payments' }));
+      await c.until((m) => m.name === 'readyForQuery');
+      c.messages.length = 0;
+    }
     return c;
   }
 
