@@ -1,4 +1,4 @@
-// Audit append throughput (issue 2 §4): events/s and MB/s through the chained
+// Audit append throughput: events/s and MB/s through the chained
 // writer (mask every string, canonical JSON, SHA-256, pino, fsync batching, one
 // fsync at the end) beside the direct path measured in the same run: a plain pino
 // write of the very same lines to a file of the same kind, also fsynced once at

@@ -1,4 +1,4 @@
-// Masking throughput (issue 2 §3): MB per CPU-second of the streaming maskers over 64 KiB
+// Masking throughput: MB per CPU-second of the streaming maskers over 64 KiB
 // chunks, beside a direct path measured in the same run on the same bytes:
 // a plain Buffer copy for text (what a proxy does anyway to forward bytes),
 // JSON.parse + JSON.stringify per value for JSON (what a naive masker would do).

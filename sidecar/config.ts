@@ -39,7 +39,7 @@ export interface PostgresConnectionConfig {
 
 export type ClientTlsMode = 'offer' | 'require' | 'disable';
 
-/** Where `action: approve` rules get their human decision (issue 6). */
+/** Where `action: approve` rules get their human decision. */
 export interface ApprovalServiceConfig {
   /** Base URL of the approval service (http or https). */
   url: string;

@@ -32,7 +32,7 @@ export function isEventId(x: unknown): x is string {
 
 /** Deeper than any audit event; the general path handles (or refuses) the rest. */
 const MAX_DEPTH = 64;
-/** The fewest digits core/mask considers a PAN (issue 2 §3: 12–19 digits). */
+/** The fewest digits core/mask considers a PAN (12–19 digits). */
 const MIN_PAN_DIGITS = 12;
 /** Shapes remembered; bounded for events with arbitrary keys (Kubernetes objects). */
 const MAX_SHAPES = 512;

@@ -4,7 +4,7 @@
 // a pod-bound service-account token (username system:serviceaccount:NS:SA, extra
 // authentication.kubernetes.io/pod-name and pod-uid, audiences echoed) and with
 // `authenticated: false` plus an error otherwise. The same against the real API
-// server is in test/e2e (issue 7).
+// server is in test/e2e.
 
 import { expect } from 'chai';
 import fs from 'node:fs';

@@ -13,7 +13,7 @@
 // the shipped `agentgate approvals` CLI.
 //
 // Not here: `kubectl delete` held by the sidecar's Kubernetes proxy until approved (the proxy's
-// approval wiring is the sidecar side of issue 6, tested in its own suites).
+// approval wiring is the sidecar side, tested in its own suites).
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';

@@ -7,7 +7,7 @@
 //
 // Not covered here, and why: exec/attach/port-forward need a kubelet, which this control
 // plane has not (test/sidecar/kubernetes covers them against the API server double);
-// approval-required operations wait for the approval service (issue 6).
+// approval-required operations wait for the approval service.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

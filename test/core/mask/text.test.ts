@@ -1,4 +1,4 @@
-// Text masking: the candidate rule of issue 2 §3, brand table, keep modes, fill,
+// Text masking: the candidate rule, brand table, keep modes, fill,
 // and the streaming contract (chunk boundaries, invalid UTF-8, bounded hold-back).
 
 import { expect } from 'chai';
